@@ -87,7 +87,7 @@ class TrainingConfig(_Section):
     epochs: float = Field(3.0, gt=0, description="Training epochs over the round's distillation set.")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimiser steps (overrides epochs).")
     batch_size: int = Field(32, ge=1, description="Training examples per optimiser step.")
-    learning_rate: float = Field(3e-3, gt=0, description="Peak learning rate.")
+    learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate (1e-3 suits the tiny from_config student; ~2e-5 a hub model).")
     lora_r: int = Field(16, ge=1, description="LoRA rank.")
     lora_alpha: int = Field(32, ge=1, description="LoRA scaling alpha.")
     continue_from_previous: bool = Field(

@@ -22,7 +22,7 @@ from .prompting import PLAIN_PROMPT
 # Special tokens of the tiny tokenizer, in T5's id order (pad 0, eos 1, unk 2) so one layout serves
 # both architectures (T5 starts decoding from the pad id).
 PAD, EOS, UNK, BOS = "<pad>", "</s>", "<unk>", "<s>"
-TOKENIZER_KINDS = ("bpe", "bpe-num", "byte", "word")
+TOKENIZER_KINDS = ("bpe", "bpe-num", "byte")
 BASE_MARKER = "fdd_student.json"  # beside a built base: what it was built from, to refuse a mismatch
 
 
@@ -62,14 +62,16 @@ def resolve_device(device: str = "auto") -> str:
 
 
 def train_tokenizer(texts: Iterable[str], *, seq2seq: bool, kind: str = "bpe", vocab_size: int = 1024) -> Any:
-    """A fast tokenizer trained offline on texts (a fraction of a second), that writes any number.
+    """A byte-level BPE tokenizer trained offline on texts (a fraction of a second) that can write any text.
 
-    bpe (default): byte-level BPE whose pre-tokenizer isolates every digit. Words of the closed synthetic
-      vocabulary become single tokens (short sequences, so fast training), unseen words fall back to bytes,
-      and a number is written digit by digit, so numbers never seen in training (answers up to 9999, values
-      copied from the question) can be read and written. Whitespace is kept, so programs decode exactly.
-    byte: the same without merges (one token per byte): about 4x longer sequences, much slower to train.
-    word: word level with digits, spaces and punctuation as separate tokens; unseen words become <unk>.
+    bpe (default): every digit is its own token (" 76" -> " 7", "6"). Measured on the synthetic domain (2,000
+      seeds, 2,000 steps at lr 3e-3): 94% held-out against 75.5% for bpe-num. The 20 digit tokens (with or
+      without a leading space) occur in every example, so copying a number from the question is learnt once for
+      all numbers, and numbers never seen in training are written like any other. Words of the closed vocabulary
+      become single tokens (short sequences: ~45 question + ~23 program tokens), unseen words fall back to
+      bytes, and whitespace is kept, so programs decode exactly.
+    bpe-num: numbers kept whole as pre-tokens, merged by BPE when frequent (rare ones split into pieces).
+    byte: no merges, one token per byte: ~4x longer sequences, so ~4x slower to train.
     """
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
@@ -77,25 +79,19 @@ def train_tokenizer(texts: Iterable[str], *, seq2seq: bool, kind: str = "bpe", v
     if kind not in TOKENIZER_KINDS:
         raise ValueError(f"unknown tokenizer kind {kind!r}; expected one of {TOKENIZER_KINDS}")
     specials = [PAD, EOS, UNK, BOS]
-    if kind == "word":
-        tok = Tokenizer(models.WordLevel(unk_token=UNK))
-        tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"\d|[^\W\d_]+|\s|[^\w\s]|_"), behavior="isolated")
-        tok.decoder = decoders.Fuse()
-        trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False)
-    else:
-        tok = Tokenizer(models.BPE())
-        # " ?\d": one digit per token, a leading space kept on the first digit (" 76" -> " 7", "6"), which
-        # saves a token per number over a lone space token
-        numbers = pre_tokenizers.Split(Regex(r" ?\d"), behavior="isolated")
-        if kind == "bpe-num":
-            numbers = pre_tokenizers.Digits(individual_digits=False)
-        tok.pre_tokenizer = pre_tokenizers.Sequence([numbers, pre_tokenizers.ByteLevel(add_prefix_space=False)])
-        tok.decoder = decoders.ByteLevel()
-        alphabet = pre_tokenizers.ByteLevel.alphabet()
-        trainer = trainers.BpeTrainer(
-            vocab_size=len(alphabet) + len(specials) if kind == "byte" else vocab_size,
-            special_tokens=specials, initial_alphabet=alphabet, show_progress=False,
-        )
+    tok = Tokenizer(models.BPE())
+    # " ?\d": one digit per token, a leading space kept on the first digit, which saves a token per number
+    # over a lone space token
+    numbers = pre_tokenizers.Split(Regex(r" ?\d"), behavior="isolated")
+    if kind == "bpe-num":
+        numbers = pre_tokenizers.Digits(individual_digits=False)
+    tok.pre_tokenizer = pre_tokenizers.Sequence([numbers, pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    tok.decoder = decoders.ByteLevel()
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    trainer = trainers.BpeTrainer(
+        vocab_size=len(alphabet) + len(specials) if kind == "byte" else vocab_size,
+        special_tokens=specials, initial_alphabet=alphabet, show_progress=False,
+    )
     tok.train_from_iterator(texts, trainer)
     if seq2seq:  # like T5's tokenizer: every encoded text ends with </s>
         eos_id = tok.token_to_id(EOS)
