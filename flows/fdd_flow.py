@@ -78,7 +78,8 @@ def fdd_round(cfg: FDDConfig, round: int, run_dir: str, train: str, benchmarks: 
 def fdd(cfg: FDDConfig = FDDConfig()) -> dict:
     """Feedback-Driven Distillation: teacher solutions for the seeds, then train, evaluate, feedback and
     generate, round after round, until `run.rounds`, a gain below `run.min_gain`, or the teacher budget."""
-    run_dir = Path(cfg.run.runs_dir) / cfg.run.name
+    # Absolute: stage cache keys hold their paths, so the same config run from another folder is another run
+    run_dir = Path(cfg.run.runs_dir).expanduser().resolve() / cfg.run.name
     atomic_write_text(run_dir / "config.yaml", config_to_yaml(cfg))  # saved first: the run is reproducible
     data = prepare_data_task(cfg, str(run_dir / "data"))
     benchmarks = {name: data.outputs[name] for name in cfg.data.benchmarks}

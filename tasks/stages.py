@@ -45,8 +45,9 @@ def grow_training_set_task(previous: str | None, accepted: list[str], out_path: 
     return grow_training_set(Path(previous) if previous else None, [Path(p) for p in accepted], Path(out_path))
 
 
-@task(name="base-checkpoint", tags=["gpu"], cache_key_fn=stage_cache_key("base_checkpoint", 1, STUDENT, ["train"]),
-      persist_result=True)
+# Not cached by Prefect: base_checkpoint itself reuses the run's base folder when it is there and was built from
+# the same student config, and builds it when it is not (a cached path could name a folder since deleted).
+@task(name="base-checkpoint", tags=["gpu"], cache_policy=NO_CACHE)
 def base_checkpoint_task(cfg: FDDConfig, run_dir: str, train: str) -> str:
     texts = [text for row in read_jsonl(train) for text in (row["question"], row["program"])]
     return str(base_checkpoint(cfg, Path(run_dir), texts))

@@ -73,6 +73,7 @@ def test_k4_solutions_for_200_seeds_over_http_and_a_second_run_sends_nothing(tmp
     assert (tmp_path / "run2" / "accepted.jsonl").read_text() == (tmp_path / "run1" / "accepted.jsonl").read_text()
 
 
+@pytest.mark.robustness
 def test_stage_finishes_through_20pct_faults_and_10pct_malformed_replies(tmp_path, seeds, teacher_server):
     api_base, log = teacher_server("--error-rate", "0.2", "--fail-429", "0.07", "--fail-500", "0.07",
                                    "--fail-timeout", "0.06", "--slow-s", "4")
@@ -98,6 +99,7 @@ generate_solutions(cfg, Path(sys.argv[1]), Path(sys.argv[2]))
 """
 
 
+@pytest.mark.robustness
 def test_killed_stage_restarts_without_repaying_a_request(tmp_path, seeds, teacher_server):
     api_base, log = teacher_server("--latency-ms", "40", "--fail-429", "0.1")
     cfg_args = [f"teacher.model=openai/fdd-offline", f"teacher.api_base={api_base}",
@@ -122,6 +124,7 @@ def test_killed_stage_restarts_without_repaying_a_request(tmp_path, seeds, teach
     assert len(set(before) | set(after)) == 800 and result.counts["candidates"] == 800
 
 
+@pytest.mark.robustness
 def test_budget_stops_the_stage_within_one_batch_and_keeps_what_was_bought(tmp_path, seeds, teacher_server):
     api_base, log = teacher_server("--error-rate", "0")
     cfg = make_cfg(tmp_path, api_base, "budget.max_requests=100")

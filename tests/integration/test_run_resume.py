@@ -15,9 +15,9 @@ from .conftest import FDD, REPO, read_log
 pytestmark = pytest.mark.slow
 
 
-def run_args(tmp_path, api_base):
+def run_args(tmp_path, api_base, runs_dir=None):
     sets = [
-        f"run.runs_dir={tmp_path / 'runs'}", "run.name=resume", "run.rounds=2",
+        f"run.runs_dir={runs_dir or tmp_path / 'runs'}", "run.name=resume", "run.rounds=2",
         "data.n_seed=30", "data.n_synthetic_test=30", "teacher.k_solutions=2",
         "teacher.model=openai/fdd-offline", f"teacher.api_base={api_base}",
         f"teacher.cache_path={tmp_path / 'teacher.sqlite'}", "training.max_steps=30", "training.batch_size=16",
@@ -41,6 +41,7 @@ def stage_manifests(run_dir: Path) -> dict[str, float]:
             if not p.is_relative_to(run_dir / "data")}
 
 
+@pytest.mark.robustness
 def test_killed_run_resumes_and_a_finished_run_reruns_without_work(tmp_path, teacher_server):
     api_base, log = teacher_server("--error-rate", "0.1")
     run_dir = tmp_path / "runs" / "resume"
@@ -79,6 +80,7 @@ def test_killed_run_resumes_and_a_finished_run_reruns_without_work(tmp_path, tea
     assert json.loads((run_dir / "report.json").read_text())["rounds"][-1]["accuracy"] == report["rounds"][-1]["accuracy"]
 
 
+@pytest.mark.robustness
 def test_damaged_stage_output_is_redone_not_used(tmp_path, teacher_server):
     api_base, log = teacher_server("--error-rate", "0.1")
     args = run_args(tmp_path, api_base) + ["--set", "run.rounds=0"]
@@ -92,3 +94,21 @@ def test_damaged_stage_output_is_redone_not_used(tmp_path, teacher_server):
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert accepted.read_text() == whole  # redone from the response store
     assert len(read_log(log)) == requests  # and nothing was bought again
+
+
+def test_same_config_in_another_folder_is_its_own_run(tmp_path, teacher_server):
+    # A relative runs_dir names a different run in each working directory; Prefect's result store is the
+    # user's, shared by both. The second run must build its own files, not take the first run's from cache.
+    api_base, _ = teacher_server()
+    args = run_args(tmp_path, api_base, runs_dir="runs") + ["--set", "run.rounds=0"]
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        r = subprocess.run([FDD, *args], cwd=tmp_path / folder, env=env(tmp_path), capture_output=True, text=True,
+                           timeout=900)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        run_dir = tmp_path / folder / "runs" / "resume"
+        report = json.loads((run_dir / "report.json").read_text())
+        assert Path(report["run_dir"]).resolve() == run_dir.resolve()
+        for part in ("base/model.safetensors", "rounds/r0/solutions/accepted.jsonl", "rounds/r0/student/model",
+                     "rounds/r0/eval/eval.json"):
+            assert (run_dir / part).exists(), f"{folder}: {part} missing"

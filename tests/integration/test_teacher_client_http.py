@@ -47,6 +47,7 @@ def _client(tmp_path, api_base, budget=None, model="openai/teacher", **cfg) -> T
 
 
 @pytest.mark.slow
+@pytest.mark.robustness
 def test_faults_are_retried_and_an_identical_second_run_sends_nothing(tmp_path, teacher_server):
     # 20% of requests fail: 429 (Retry-After: 1), 500, and hangs beyond the client's timeout.
     url, log = teacher_server("--error-rate", "0.1", "--fail-429", "0.1", "--fail-500", "0.05",
@@ -94,6 +95,7 @@ def time_of(line: dict) -> float:
     return datetime.fromisoformat(line["time"]).timestamp()
 
 
+@pytest.mark.robustness
 def test_retries_exhausted_become_error_rows(tmp_path, teacher_server):
     url, log = teacher_server("--fail-500", "1.0")
     client = _client(tmp_path, url, max_retries=2)
@@ -103,6 +105,7 @@ def test_retries_exhausted_become_error_rows(tmp_path, teacher_server):
     assert len(client.store) == 0
 
 
+@pytest.mark.robustness
 def test_connection_refused_is_an_error_row(tmp_path):
     client = _client(tmp_path, "http://127.0.0.1:9/v1", max_retries=1)  # port 9: nothing listens
     [reply] = client.generate(requests_for_test(1))
@@ -170,6 +173,7 @@ print(json.dumps({"ok": sum(r.ok for r in replies), "cached": client.stats.cache
 
 
 @pytest.mark.slow
+@pytest.mark.robustness
 def test_killed_client_restarts_without_paying_twice(tmp_path, teacher_server):
     url, log = teacher_server("--latency-ms", "40")
     db = tmp_path / "teacher.sqlite"

@@ -29,7 +29,7 @@ def test_help_explains_the_commands():
         assert word in r.stdout
 
 
-def test_check_data_sample_is_the_main_job_until_the_flow_lands():
+def test_check_data_sample_reports_the_rows_that_fail_on_purpose():
     r = fdd("check-data")
     assert r.returncode == 0, r.stderr
     assert "6 passed, 2 failed" in r.stdout.splitlines()
@@ -71,6 +71,7 @@ def test_check_data_counts_each_error_kind_and_writes_rows(tmp_path):
         ('[1, 2]\n', ":1: expected a JSON object, got list"),
     ],
 )
+@pytest.mark.robustness
 def test_check_data_malformed_record_names_the_line(tmp_path, content, message):
     path = tmp_path / "bad.jsonl"
     path.write_text(content)
@@ -81,12 +82,14 @@ def test_check_data_malformed_record_names_the_line(tmp_path, content, message):
     assert "passed" not in r.stdout  # nothing ran on a file that did not validate
 
 
+@pytest.mark.robustness
 def test_check_data_unreadable_file(tmp_path):
     r = fdd("check-data", str(tmp_path / "missing.jsonl"))
     assert r.returncode != 0
     assert r.stderr.startswith(f"error: {tmp_path / 'missing.jsonl'}: cannot read file")
 
 
+@pytest.mark.robustness
 def test_bad_config_override_is_one_line():
     r = fdd("check-data", "--set", "sandbox.timeout=3")
     assert r.returncode == 2

@@ -60,6 +60,7 @@ def test_resolved_config_round_trips_through_yaml(tmp_path):
         (["teacher"], "--set teacher: expected KEY=VALUE, e.g. teacher.model=gpt-4o-mini"),
     ],
 )
+@pytest.mark.robustness
 def test_bad_override_is_one_line_naming_the_key(overrides, expected):
     with pytest.raises(ConfigError) as e:
         load_config(None, overrides)
@@ -77,6 +78,7 @@ def test_bad_override_is_one_line_naming_the_key(overrides, expected):
         ("data:\n  benchmarks: gsm8k\n", ":2: data.benchmarks: Input should be a valid list (got 'gsm8k')"),
     ],
 )
+@pytest.mark.robustness
 def test_bad_profile_names_file_and_line(tmp_path, text, expected):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
@@ -85,6 +87,7 @@ def test_bad_profile_names_file_and_line(tmp_path, text, expected):
     assert str(e.value).startswith(f"{path}{expected}")
 
 
+@pytest.mark.robustness
 def test_unknown_profile_lists_the_known_ones():
     with pytest.raises(ConfigError, match=r"no profile of that name \(profiles: demo, gsm8k"):
         load_config("nope")

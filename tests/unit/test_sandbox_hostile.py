@@ -14,6 +14,7 @@ import pytest
 
 from fdd_core.programs import ErrorKind, Sandbox
 
+pytestmark = pytest.mark.robustness
 TIMEOUT_S = 1.5
 T, M, F, R = ErrorKind.TIMEOUT, ErrorKind.MEMORY, ErrorKind.FORBIDDEN, ErrorKind.RUNTIME
 FOLLOW_UP = "def solution():\n    return sum(range(10))"  # a correct program run right after each hostile one

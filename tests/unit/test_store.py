@@ -13,6 +13,7 @@ def test_jsonl_round_trip_keeps_unicode_and_order(tmp_path):
     assert read_jsonl(path) == rows
 
 
+@pytest.mark.robustness
 def test_failed_write_leaves_the_previous_file_whole(tmp_path):
     path = tmp_path / "rows.jsonl"
     write_jsonl(path, [{"a": 1}])
@@ -42,6 +43,7 @@ def test_overwrite_is_a_rename(tmp_path):
         (b'{"a": "\xff"}\n', ": not UTF-8 text"),
     ],
 )
+@pytest.mark.robustness
 def test_bad_jsonl_names_file_and_line(tmp_path, content, message):
     path = tmp_path / "bad.jsonl"
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
@@ -62,6 +64,7 @@ def test_content_hash_changes_with_content(tmp_path):
     assert file_sha256(a) != first and len(first) == 64
 
 
+@pytest.mark.robustness
 def test_manifest_detects_damaged_or_missing_outputs_and_changed_inputs(tmp_path):
     from fdd_core.store import verify_manifest, write_manifest
 
