@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -232,6 +233,10 @@ def teacher_solve(
     typer.echo(f"check file: {out_dir / 'check.jsonl'}")
 
 
+def _exit_on_signal(signum: int, _frame) -> None:
+    raise SystemExit(128 + signum)
+
+
 @app.command("run")
 @user_errors
 def run(config: ConfigOpt = None, set_: SetOpt = None) -> None:
@@ -242,6 +247,9 @@ def run(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     local backend. Re-running the same config resumes: finished stages and paid replies are reused.
     """
     cfg = _config(config or "demo", set_)
+    # SIGTERM (kill, docker stop, a scheduler's timeout) would end the process without Python's exit handlers,
+    # leaving Prefect's temporary server running; as SystemExit the flow is marked crashed and the server stops.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     from fdd_core.report import text_table

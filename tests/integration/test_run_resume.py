@@ -112,3 +112,27 @@ def test_same_config_in_another_folder_is_its_own_run(tmp_path, teacher_server):
         for part in ("base/model.safetensors", "rounds/r0/solutions/accepted.jsonl", "rounds/r0/student/model",
                      "rounds/r0/eval/eval.json"):
             assert (run_dir / part).exists(), f"{folder}: {part} missing"
+
+
+@pytest.mark.robustness
+def test_terminated_run_leaves_no_server_behind(tmp_path, teacher_server):
+    psutil = pytest.importorskip("psutil")
+    api_base, _ = teacher_server()
+    log = tmp_path / "run.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([FDD, *run_args(tmp_path, api_base)], cwd=REPO, env=env(tmp_path), stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        while "Beginning subflow run" not in log.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.5)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert any("uvicorn" in " ".join(c.cmdline()) for c in children), "no temporary Prefect server seen"
+        proc.send_signal(signal.SIGTERM)  # as kill, docker stop or a scheduler's timeout do
+        assert proc.wait(timeout=120) != 0
+        _, alive = psutil.wait_procs(children, timeout=30)
+        assert not alive, [" ".join(c.cmdline())[:120] for c in alive]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
