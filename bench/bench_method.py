@@ -1,0 +1,266 @@
+"""The paper's effects on the embedded domain, against baselines, in one run (offline teacher, fixed seeds).
+
+For each seed (run.seed: the synthetic split, sampling and training), with the demo profile otherwise:
+  plain     plain distillation: one round on the seed solutions (FDD's round 0)
+  budget    plain distillation with the teacher requests FDD spent in all its rounds, spent on more seed
+            problems (the same k paths each; the first 400 seeds are FDD's own)
+  fdd-rN    FDD after N feedback rounds (N = 1 .. --rounds)
+  k=K       plain distillation with K reasoning paths per seed problem (the paths sweep)
+Every student trains the same number of steps (training.max_steps of the profile), so rows differ only in
+their data. Each row: held-out synthetic accuracy overall and by number of steps, teacher requests used.
+Leakage: for every problem FDD generated, its highest word-bag similarity (the curation's measure) to any
+test problem, as a histogram against the same figure for each test problem to the rest of the test set.
+
+Every configuration is an ordinary `fdd run` (subprocess) under --workdir, so an interrupted benchmark
+resumes where it stopped. Writes method.json, method.md and PNG plots to --out.
+
+Usage: python bench/bench_method.py [--seeds 0 1 2] [--rounds 3] [--k 1 2 4] [--out docs/results]
+       [--workdir bench-runs/method] [--set key=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from fdd_core.similarity import words  # noqa: E402
+from fdd_core.store import atomic_write_text, iter_jsonl  # noqa: E402
+
+BENCH = "synthetic-test"
+
+
+def fdd_run(workdir: Path, name: str, sets: list[str]) -> dict:
+    """`fdd run` on the demo profile with overrides; its report.json (resumed from cache when it exists)."""
+    args = [str(Path(sys.executable).parent / "fdd"), "run", "--config", "demo",
+            "--set", f"run.runs_dir={workdir}", "--set", f"run.name={name}", *[a for s in sets for a in ("--set", s)]]
+    started = time.monotonic()
+    log = workdir / f"{name}.log"
+    workdir.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as out:
+        code = subprocess.run(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT).returncode
+    if code != 0:
+        raise SystemExit(f"fdd run {name} failed (exit {code}); see {log}")
+    report = json.loads((workdir / name / "report.json").read_text())
+    report["wall_seconds"] = round(time.monotonic() - started, 1)
+    return report
+
+
+def by_steps(run_dir: Path, round_: int) -> dict[str, float]:
+    summary = json.loads((run_dir / "rounds" / f"r{round_}" / "eval" / "eval.json").read_text())
+    return {s: v["accuracy"] for s, v in summary["benchmarks"][BENCH]["by_steps"].items()}
+
+
+def used(teacher: dict) -> int:
+    """Teacher replies a row's data cost: bought now or earlier (the runs of a seed share one reply cache)."""
+    return teacher["requests"] + teacher["cached"]
+
+
+def row(name: str, seed: int, report: dict, run_dir: Path, round_: int, requests: int) -> dict:
+    return {"row": name, "seed": seed, "accuracy": report["rounds"][round_]["accuracy"][BENCH],
+            "by_steps": by_steps(run_dir, round_), "requests": requests,
+            "train_size": report["rounds"][round_]["train_size"]}
+
+
+def bag(text: str) -> frozenset:
+    seen: Counter[str] = Counter()
+    out = []
+    for w in words(text):
+        seen[w] += 1
+        out.append((w, seen[w]))
+    return frozenset(out)
+
+
+def max_similarity(queries: list[str], corpus: list[str], skip_self: bool = False) -> list[float]:
+    """For each query, its highest word-bag Jaccard similarity to any corpus text (all pairs, exact)."""
+    bags = [bag(t) for t in corpus]
+    out = []
+    for i, q in enumerate(queries):
+        a, best = bag(q), 0.0
+        for j, b in enumerate(bags):
+            if skip_self and i == j:
+                continue
+            common = len(a & b)
+            best = max(best, common / (len(a) + len(b) - common) if a or b else 0.0)
+        out.append(best)
+    return out
+
+
+def leakage(workdir: Path, seed: int) -> dict:
+    run_dir = workdir / f"fdd-s{seed}"
+    tests = [r["question"] for _, r in iter_jsonl(run_dir / "data" / "benchmarks" / f"{BENCH}.jsonl")]
+    generated = [r["question"] for path in sorted(run_dir.glob("rounds/r*/variants/accepted.jsonl"))
+                 for _, r in iter_jsonl(path)]
+    return {"generated": max_similarity(generated, tests), "test_vs_test": max_similarity(tests, tests, True)}
+
+
+def spread(values: list[float]) -> float:
+    return max(values) - min(values) if values else 0.0
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    names = list(dict.fromkeys(r["row"] for r in rows))
+    out = []
+    for name in names:
+        rs = [r for r in rows if r["row"] == name]
+        steps = sorted({s for r in rs for s in r["by_steps"]}, key=int)
+        out.append({
+            "row": name, "seeds": len(rs),
+            "accuracy": statistics.mean(r["accuracy"] for r in rs), "spread": spread([r["accuracy"] for r in rs]),
+            "by_steps": {s: statistics.mean(r["by_steps"].get(s, 0.0) for r in rs) for s in steps},
+            "requests": statistics.mean(r["requests"] for r in rs),
+            "train_size": statistics.mean(r["train_size"] for r in rs),
+        })
+    return out
+
+
+def markdown(summary: list[dict], checks: list[str], machine: str) -> str:
+    steps = sorted({s for r in summary for s in r["by_steps"]}, key=int)
+    head = ["row", "seeds", "accuracy", "spread", *[f"{s} steps" for s in steps], "teacher requests", "train size"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in summary:
+        cells = [r["row"], str(r["seeds"]), f"{r['accuracy']:.1%}", f"{r['spread']:.1%}",
+                 *[f"{r['by_steps'].get(s, 0.0):.0%}" for s in steps], f"{r['requests']:,.0f}",
+                 f"{r['train_size']:,.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join([f"Machine: {machine}", "", *lines, "", *[f"- {c}" for c in checks], ""])
+
+
+def plots(summary: list[dict], leak: dict, out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    main = [r for r in summary if not r["row"].startswith("k=")]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in main:
+        steps = sorted(r["by_steps"], key=int)
+        ax.plot([int(s) for s in steps], [r["by_steps"][s] for s in steps], marker="o", label=r["row"])
+    ax.set(xlabel="steps in the test problem", ylabel="held-out accuracy", ylim=(0, 1.02),
+           title="Accuracy by problem length (mean over seeds)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "method_by_steps.png", dpi=110)
+    written.append("method_by_steps.png")
+    plt.close(fig)
+
+    ks = [r for r in summary if r["row"].startswith("k=")]
+    if ks:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        ax.bar([r["row"] for r in ks], [r["accuracy"] for r in ks], yerr=[r["spread"] / 2 for r in ks], capsize=4)
+        ax.set(ylabel="held-out accuracy", title="Reasoning paths per seed problem (plain distillation)")
+        fig.tight_layout()
+        fig.savefig(out / "method_paths.png", dpi=110)
+        written.append("method_paths.png")
+        plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    bins = [i / 20 for i in range(21)]
+    ax.hist(leak["test_vs_test"], bins=bins, density=True, alpha=0.6, label="test item vs rest of the test set")
+    ax.hist(leak["generated"], bins=bins, density=True, alpha=0.6, label="generated problem vs test set")
+    ax.set(xlabel="highest word-bag similarity to a test problem", ylabel="density", title="Leakage")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "method_leakage.png", dpi=110)
+    written.append("method_leakage.png")
+    plt.close(fig)
+    return written
+
+
+def write_outputs(rows: list[dict], leak: dict, a: argparse.Namespace, started: float) -> str:
+    """Summaries, checks, plots, method.json and method.md for the rows so far (written after every seed)."""
+    summary = summarise(rows)
+    by_name = {r["row"]: r for r in summary}
+    last = by_name.get(f"fdd-r{a.rounds}")
+    checks = []
+    if last:
+        for base in ("plain", "budget"):
+            gap = last["accuracy"] - by_name[base]["accuracy"]
+            noise = max(last["spread"], by_name[base]["spread"])
+            checks.append(f"fdd-r{a.rounds} - {base}: {gap:+.1%} (largest spread across seeds {noise:.1%}): "
+                          f"{'beats it by more than the spread' if gap > noise else 'NOT beyond the spread'}")
+        steps = sorted(last["by_steps"], key=int)
+        gains = {s: last["by_steps"][s] - by_name["plain"]["by_steps"].get(s, 0.0) for s in steps}
+        top = max(gains, key=gains.get)
+        checks.append("gain over plain by steps: " + ", ".join(f"{s}: {g:+.0%}" for s, g in gains.items())
+                      + f" (largest at {top} steps)")
+    g, t = leak["generated"], leak["test_vs_test"]
+    if g and t:
+        checks.append(f"leakage: generated problems' highest similarity to a test problem: median {statistics.median(g):.2f},"
+                      f" max {max(g):.2f}; test problems to the rest of the test set: median {statistics.median(t):.2f},"
+                      f" max {max(t):.2f}")
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}"
+    a.out.mkdir(parents=True, exist_ok=True)
+    images = plots(summary, leak, a.out)
+    result = {"machine": machine, "seeds": a.seeds, "rounds": a.rounds, "rows": rows, "summary": summary,
+              "checks": checks, "seconds": round(time.monotonic() - started, 1), "images": images,
+              "leakage": {k: sorted(round(x, 4) for x in v) for k, v in leak.items()},
+              "command": "python bench/bench_method.py " + " ".join(sys.argv[1:])}
+    atomic_write_text(a.out / "method.json", json.dumps(result, indent=1) + "\n")
+    atomic_write_text(a.out / "method.md", markdown(summary, checks, machine))
+    return markdown(summary, checks, machine)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--k", type=int, nargs="*", default=[1, 2, 4], help="paths sweep (empty: skip)")
+    ap.add_argument("--out", type=Path, default=REPO / "docs" / "results")
+    ap.add_argument("--workdir", type=Path, default=REPO / "bench-runs" / "method")
+    ap.add_argument("--set", dest="sets", action="append", default=[], help="override for every run")
+    a = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    workdir = a.workdir.resolve()
+    rows: list[dict] = []
+    leak = {"generated": [], "test_vs_test": []}
+    started = time.monotonic()
+    for seed in a.seeds:
+        common = [*a.sets, f"run.seed={seed}", f"teacher.cache_path={workdir / f'teacher-s{seed}.sqlite'}"]
+        report = fdd_run(workdir, f"fdd-s{seed}", [*common, f"run.rounds={a.rounds}"])
+        run_dir = workdir / f"fdd-s{seed}"
+        k = report["config"]["teacher"]["k_solutions"]
+        n_seed = report["config"]["data"]["n_seed"]
+        # plain distillation paid only for the seed solutions; FDD after N rounds for rounds 0..N-1 (round 0's
+        # requests include the solutions)
+        solutions = json.loads((run_dir / "rounds" / "r0" / "solutions" / "MANIFEST.json").read_text())
+        plain_requests = used(solutions["result"]["teacher"])
+        rows.append(row("plain", seed, report, run_dir, 0, plain_requests))
+        spent = 0
+        for r in report["rounds"]:
+            if r["round"] > 0:
+                rows.append(row(f"fdd-r{r['round']}", seed, report, run_dir, r["round"], spent))
+            spent += used(r["teacher"])
+        budget_seeds = max(n_seed, round(spent / k))
+        b = fdd_run(workdir, f"budget-s{seed}", [*common, "run.rounds=0", f"data.n_seed={budget_seeds}"])
+        rows.append(row("budget", seed, b, workdir / f"budget-s{seed}", 0, used(b["rounds"][0]["teacher"])))
+        for kk in a.k:
+            if kk == k:
+                kr, kdir, kreq = report, run_dir, plain_requests
+            else:
+                kr = fdd_run(workdir, f"k{kk}-s{seed}", [*common, "run.rounds=0", f"teacher.k_solutions={kk}"])
+                kdir, kreq = workdir / f"k{kk}-s{seed}", used(kr["rounds"][0]["teacher"])
+            rows.append(row(f"k={kk}", seed, kr, kdir, 0, kreq))
+        seed_leak = leakage(workdir, seed)
+        for key in leak:
+            leak[key] += seed_leak[key]
+        text = write_outputs(rows, leak, a, started)
+        print(f"seed {seed} done ({time.monotonic() - started:.0f} s)", flush=True)
+    print(text)
+
+
+
+if __name__ == "__main__":
+    main()

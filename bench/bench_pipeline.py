@@ -1,0 +1,411 @@
+"""The pipeline's plumbing, in one run: teacher throughput by concurrency, a cached re-run against the first run,
+and what Prefect adds around the stages.
+
+1. teacher   TeacherClient (litellm, model openai/fdd-offline) against `fdd teacher serve --latency-ms 100` over
+             real HTTP, a fresh response store per measurement so nothing is cached: requests/s at concurrency
+             1, 8 and 32, the speedup over concurrency 1 and the ideal bound (the concurrency itself).
+2. re-run    `fdd run` (subprocess, Prefect home in a temp dir) on a small demo profile whose teacher is a
+             second, latency-free `fdd teacher serve`; then the identical command again. Wall times, their ratio,
+             and checks that the second run sent no teacher request (the server's request log, the response
+             store's rows) and trained nothing (stage MANIFEST and student file mtimes, Prefect task states).
+3. Prefect   for the first run: the flow's wall time (Prefect's flow run) against the sum of the stages' own
+             seconds (result.seconds in each stage folder's MANIFEST.json); the overhead split into stages with
+             no MANIFEST (base-checkpoint, prepare-data, grow-training-set, pool), the task wrappers around the
+             timed stages, and the time between tasks; and the CLI process's wall time around the flow
+             (imports, the temporary Prefect server's start and stop).
+
+Usage: python bench/bench_pipeline.py [--latency-ms 100] [--concurrency 1 8 32] [--requests 64 256 640]
+       [--repeats 2] [--config demo] [--set key=value ...] [--skip-teacher] [--keep DIR] [--json OUT]
+
+Measured on this machine (2 cores, Intel Xeon, Python 3.11.7, prefect 3.8.8, litellm 1.106.2), niced (nice 19)
+beside another `fdd run` at normal priority (load 2.5), default sizes: 9 min 6 s in all, most of it training, which
+the other job slowed to 0.4-1 s a step (on idle cores about 0.1-0.2 s: the script should take 3-4 minutes there).
+  teacher, 100 ms latency: concurrency 1: 8.6 req/s (ideal 10); 8: 55.9 req/s, 6.5x (ideal 8x); 32: 106.5 req/s,
+           12.4x (ideal 32x): at 32 the two busy cores (client and server), not the latency, set the pace
+  re-run:  first 490.0 s, identical re-run 16.9 s (29x); the re-run sent 0 teacher requests (the first sent 817;
+           server log), added 0 store rows, rewrote no MANIFEST or student file, and both train tasks were Cached.
+           Its report.json still says 817 requests and 453.9 round seconds: the first run's cached stage results.
+  Prefect: flow 473.1 s against 458.9 s of stage seconds (1.03x): 14.2 s overhead = 4.9 s untimed stages (mostly
+           base-checkpoint) + 0.6 s task wrappers + 8.7 s between tasks, of which about 2 s before each evaluate
+           (and sometimes before base-checkpoint): Prefect acquiring concurrency slots for the `gpu` tag, though no
+           limit exists (seen by sampling the flow's stack). The CLI took 490.0 s: 13.4 s before the flow (5.4 s
+           imports, 8.0 s the temporary server's start) and 3.5 s after it.
+  An earlier run with 200 training steps and a lighter load: flow 190.8 s against 174.0 s of stages (1.10x, 16.8 s
+  overhead); CLI 207.1 s, re-run 19.2 s (10.8x); teacher 8.9 / 65.5 / 154.9 req/s (7.4x, 17.4x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import select
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+FDD = shutil.which("fdd", path=str(Path(sys.executable).parent)) or "fdd"
+
+from fdd_core.config import BudgetConfig, TeacherConfig  # noqa: E402
+from fdd_core.teacher.client import TeacherClient, TeacherRequest  # noqa: E402
+from fdd_core.teacher.prompts import load_prompt  # noqa: E402
+from fdd_core.teacher.response_store import ResponseStore  # noqa: E402
+
+# Small enough for minutes on 2 cores, big enough that every stage runs (feedback, variants, a second round).
+PROFILE = ["run.rounds=1", "data.n_seed=100", "data.n_synthetic_test=200", "training.max_steps=300"]
+UNTIMED = ("prepare-data", "base-checkpoint", "grow-training-set", "pool")  # tasks whose stage writes no MANIFEST
+
+
+class TeacherServer:
+    """`fdd teacher serve` on a free port with a request log; stopped on exit."""
+
+    def __init__(self, work: Path, name: str, *flags: str) -> None:
+        self.log = work / f"{name}.jsonl"
+        self.proc = subprocess.Popen(
+            [FDD, "teacher", "serve", "--host", "127.0.0.1", "--port", "0", "--log", str(self.log), *flags],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        seen, deadline = [], time.monotonic() + 120
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if select.select([self.proc.stdout], [], [], 0.5)[0]:
+                line = self.proc.stdout.readline()
+                seen.append(line)
+                if "serving on http://" in line:
+                    self.url = line.split()[-1]
+                    return
+        self.close()
+        raise RuntimeError(f"teacher server did not start: {''.join(seen)[-2000:]}")
+
+    def requests_served(self) -> int:
+        return sum(1 for line in self.log.open() if line.strip()) if self.log.exists() else 0
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def __enter__(self) -> TeacherServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def solve_requests(n: int) -> list[TeacherRequest]:
+    prompt = load_prompt("solve")
+    return [TeacherRequest(prompt.messages(f"A shop sells {i} apples in the morning and {2 * i + 5} in the "
+                                           "afternoon. How many apples does it sell that day?"), prompt.tag, 0, f"q{i}")
+            for i in range(n)]
+
+
+def timed_generate(server: TeacherServer, store_path: Path, concurrency: int, n: int) -> dict:
+    cfg = TeacherConfig(model="openai/fdd-offline", api_base=server.url, concurrency=concurrency, timeout_s=30)
+    client = TeacherClient(cfg, BudgetConfig(), ResponseStore(store_path))
+    served = server.requests_served()
+    started = time.perf_counter()
+    replies = client.generate(solve_requests(n))
+    seconds = time.perf_counter() - started
+    client.store.close()
+    return {"seconds": seconds, "ok": sum(r.ok for r in replies), "sent": client.stats.attempts,
+            "served": server.requests_served() - served}
+
+
+def bench_teacher(work: Path, latency_ms: float, concurrencies: list[int], counts: list[int], repeats: int) -> dict:
+    rows = []
+    with TeacherServer(work, "teacher-latency", "--latency-ms", str(latency_ms)) as server:
+        timed_generate(server, work / "warmup.sqlite", 4, 8)  # litellm's imports, clients and first connections
+        for concurrency, n in zip(concurrencies, counts):
+            runs = [timed_generate(server, work / f"c{concurrency}-{i}.sqlite", concurrency, n) for i in range(repeats)]
+            best = min(runs, key=lambda r: r["seconds"])
+            if any(r["ok"] != n or r["sent"] != n or r["served"] != n for r in runs):
+                raise RuntimeError(f"concurrency {concurrency}: expected {n} paid replies each time, got {runs}")
+            rows.append({"concurrency": concurrency, "requests": n, "best_seconds": round(best["seconds"], 3),
+                         "all_seconds": [round(r["seconds"], 3) for r in runs],
+                         "requests_per_s": round(n / best["seconds"], 1),
+                         "ideal_requests_per_s": round(concurrency * 1000 / latency_ms, 1)})
+    base = rows[0]["requests_per_s"] / rows[0]["concurrency"]  # per slot, so the first level need not be 1
+    for row in rows:
+        row["speedup"] = round(row["requests_per_s"] / rows[0]["requests_per_s"], 2)
+        row["ideal_speedup"] = row["concurrency"] / rows[0]["concurrency"]
+        row["efficiency"] = round(row["requests_per_s"] / (base * row["concurrency"]), 3)
+    return {"latency_ms": latency_ms, "repeats": repeats, "rows": rows}
+
+
+def fdd_run(args: list[str], env: dict, log: Path) -> dict:
+    launched = time.time()
+    started = time.perf_counter()
+    with log.open("w") as out:
+        done = subprocess.run([FDD, "run", *args], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    wall = time.perf_counter() - started
+    text = log.read_text(errors="replace")
+    if done.returncode != 0:
+        raise RuntimeError(f"fdd run exited {done.returncode}; its output ends:\n{text[-3000:]}")
+    return {"launched": launched, "exited": launched + wall, "wall_s": wall, "output": text}
+
+
+def _utc(value: str | None) -> float | None:
+    return datetime.fromisoformat(value).replace(tzinfo=timezone.utc).timestamp() if value else None
+
+
+def prefect_flow_runs(prefect_home: Path) -> list[dict]:
+    """Each top-level flow run (oldest first) with every task run under it, its subflows' included, read
+    from the temporary server's database in the isolated Prefect home."""
+    db = sqlite3.connect(f"file:{prefect_home / 'prefect.db'}?mode=ro", uri=True)
+    db.row_factory = sqlite3.Row
+    flows = db.execute("SELECT * FROM flow_run ORDER BY start_time").fetchall()
+    tasks = db.execute("SELECT * FROM task_run ORDER BY start_time").fetchall()
+    db.close()
+    children: dict[str, list] = {}
+    for f in flows:
+        children.setdefault(f["parent_task_run_id"], []).append(f)
+
+    def under(flow_id: str) -> list[dict]:
+        found = []
+        for t in tasks:
+            if t["flow_run_id"] != flow_id:
+                continue
+            subflows = children.get(t["id"], [])
+            found.append({"name": t["name"], "state": t["state_name"], "start": _utc(t["start_time"]),
+                          "end": _utc(t["end_time"]), "subflow": bool(subflows)})
+            for sub in subflows:
+                found += under(sub["id"])
+        return found
+
+    return [{"name": f["name"], "state": f["state_name"], "start": _utc(f["start_time"]), "end": _utc(f["end_time"]),
+             "tasks": under(f["id"])} for f in children.get(None, [])]
+
+
+def server_started_at(output: str, launched: float) -> float | None:
+    """When the CLI's log says the temporary Prefect server started (the log prints local wall-clock time)."""
+    match = re.search(r"^(\d\d:\d\d:\d\d\.\d+) \| INFO +\| prefect - Starting temporary server", output, re.M)
+    if not match:
+        return None
+    day = datetime.fromtimestamp(launched).date()
+    at = datetime.combine(day, datetime.strptime(match.group(1), "%H:%M:%S.%f").time()).timestamp()
+    return at + 86400 if at < launched - 60 else at  # launched just before midnight
+
+
+def stage_files(run_dir: Path) -> dict:
+    """MANIFEST facts and mtimes of every stage folder, and the newest mtime under each student folder."""
+    stages = {}
+    for manifest in sorted(run_dir.rglob("MANIFEST.json")):
+        result = json.loads(manifest.read_text()).get("result")
+        if not result:
+            continue  # data/ writes its own manifest, without a stage result
+        folder = manifest.parent
+        entry = {"stage": result["stage"], "seconds": float(result["seconds"]),
+                 "teacher_requests": (result.get("teacher") or {}).get("requests", 0),
+                 "manifest_mtime_ns": manifest.stat().st_mtime_ns, "manifest": manifest.read_text()}
+        if result["stage"] == "train":
+            entry["newest_file_mtime_ns"] = max(p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file())
+        stages[str(folder.relative_to(run_dir))] = entry
+    return stages
+
+
+def flow_figures(run: dict, flow: dict, stages: dict, report: dict) -> dict:
+    leaves = [t for t in flow["tasks"] if not t["subflow"]]
+    by_task: dict[str, float] = {}
+    for t in leaves:
+        name = t["name"].rsplit("-", 1)[0]  # "train-23e" -> "train"
+        by_task[name] = by_task.get(name, 0.0) + (t["end"] - t["start"])
+    flow_s = flow["end"] - flow["start"]
+    stage_s = sum(s["seconds"] for s in stages.values())
+    task_s = sum(by_task.values())
+    untimed_s = sum(v for k, v in by_task.items() if k in UNTIMED)
+    server_at = server_started_at(run["output"], run["launched"])
+    gaps, previous = [], flow["start"]  # idle time before each task: where "between tasks" goes
+    for t in leaves:
+        gaps.append((round(t["start"] - previous, 2), t["name"]))
+        previous = t["end"]
+    return {
+        "cli_wall_s": round(run["wall_s"], 2),
+        "flow_wall_s": round(flow_s, 2),
+        "stage_seconds_sum": round(stage_s, 2),
+        "report_round_seconds_sum": round(sum(r["seconds"] for r in report["rounds"]), 1),
+        "prefect_task_seconds_sum": round(task_s, 2),
+        "overhead_s": round(flow_s - stage_s, 2),
+        "flow_over_stages": round(flow_s / stage_s, 3) if stage_s else None,
+        "cli_over_stages": round(run["wall_s"] / stage_s, 3) if stage_s else None,
+        "overhead_split_s": {
+            "untimed_stages": round(untimed_s, 2),
+            "task_wrappers": round(task_s - untimed_s - stage_s, 2),
+            "between_tasks": round(flow_s - task_s, 2),
+        },
+        "outside_flow_s": {
+            "imports_before_server": round(server_at - run["launched"], 2) if server_at else None,
+            "server_start_to_flow": round(flow["start"] - server_at, 2) if server_at else None,
+            "before_flow": round(flow["start"] - run["launched"], 2),
+            "after_flow": round(run["exited"] - flow["end"], 2),
+        },
+        "largest_gaps_before_tasks_s": [{"task": name, "seconds": gap} for gap, name in sorted(gaps)[::-1][:5]],
+        "stage_seconds": {folder: round(s["seconds"], 2) for folder, s in stages.items()},
+        "task_seconds": {name: round(v, 2) for name, v in by_task.items()},
+    }
+
+
+def bench_pipeline(work: Path, config: str, sets: list[str]) -> tuple[dict, dict]:
+    prefect_home, runs_dir, store = work / "prefect", work / "runs", work / "teacher.sqlite"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}  # not the user's server or profile
+    env.update(PREFECT_HOME=str(prefect_home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    with TeacherServer(work, "teacher-run", "--latency-ms", "0") as server:
+        args = ["--config", config, *(f"--set={s}" for s in PROFILE), f"--set=run.runs_dir={runs_dir}",
+                f"--set=teacher.cache_path={store}", "--set=teacher.model=openai/fdd-offline",
+                f"--set=teacher.api_base={server.url}", *(f"--set={s}" for s in sets)]
+        first = fdd_run(args, env, work / "run1.log")
+        served_first = server.requests_served()
+        report_path = Path(re.findall(r"^report: (.+)$", first["output"], re.M)[-1])
+        run_dir = report_path.parent
+        report1 = json.loads(report_path.read_text())
+        stages1 = stage_files(run_dir)
+        with ResponseStore(store) as rows:
+            store_rows1 = len(rows)
+        second = fdd_run(args, env, work / "run2.log")
+        served_second = server.requests_served() - served_first
+    report2 = json.loads(report_path.read_text())
+    stages2 = stage_files(run_dir)
+    with ResponseStore(store) as rows2:
+        store_rows2 = len(rows2)
+    flows = prefect_flow_runs(prefect_home)
+    if len(flows) != 2:
+        raise RuntimeError(f"expected 2 flow runs in {prefect_home}, found {len(flows)}")
+    second_tasks = flows[1]["tasks"]
+    trains = [t for t in second_tasks if t["name"].startswith("train-")]
+    rewritten = sorted(f for f in stages1 if f not in stages2
+                       or stages2[f]["manifest_mtime_ns"] != stages1[f]["manifest_mtime_ns"]
+                       or stages2[f]["manifest"] != stages1[f]["manifest"])
+    students_touched = sorted(f for f, s in stages1.items() if s["stage"] == "train"
+                              and stages2.get(f, {}).get("newest_file_mtime_ns") != s["newest_file_mtime_ns"])
+    rerun = {
+        "first_wall_s": round(first["wall_s"], 2),
+        "second_wall_s": round(second["wall_s"], 2),
+        "speedup": round(first["wall_s"] / second["wall_s"], 2),
+        "first_flow_s": round(flows[0]["end"] - flows[0]["start"], 2),
+        "second_flow_s": round(flows[1]["end"] - flows[1]["start"], 2),
+        "teacher_requests_served": {"first": served_first, "second": served_second},
+        "store_rows": {"first": store_rows1, "second": store_rows2},
+        "manifest_teacher_requests": sum(s["teacher_requests"] for s in stages1.values()),
+        # report.json of the re-run: its rounds come from the cached stage results, so they repeat the first run's
+        "report_teacher_requests": {"first": sum(r["teacher"]["requests"] for r in report1["rounds"]),
+                                    "second": sum(r["teacher"]["requests"] for r in report2["rounds"])},
+        "report_round_seconds": {"first": sum(r["seconds"] for r in report1["rounds"]),
+                                 "second": sum(r["seconds"] for r in report2["rounds"])},
+        "second_task_states": {t["name"].rsplit("-", 1)[0]: t["state"] for t in second_tasks if not t["subflow"]},
+        "train_tasks_cached": f"{sum(t['state'] == 'Cached' for t in trains)}/{len(trains)}",
+        "manifests_rewritten": rewritten,
+        "student_folders_touched": students_touched,
+    }
+    rerun["no_request_no_training"] = (served_second == 0 and store_rows2 == store_rows1 and not rewritten
+                                       and not students_touched and all(t["state"] == "Cached" for t in trains))
+    overhead = flow_figures(first, flows[0], stages1, report1)
+    overhead["profile"] = [*PROFILE, *sets]
+    return rerun, overhead
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:  # the model name says more than "x86_64"
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    return {"cpu": cpu, "cores": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()],
+            "nice": os.nice(0), "python": sys.version.split()[0], "platform": platform.platform(),
+            **{name: installed(name) for name in ("prefect", "litellm", "torch", "transformers")}}
+
+
+def print_report(result: dict) -> None:
+    m = result["machine"]
+    print(f"machine: {m['cores']} cores, {m['cpu']}, load {m['load_average']}, nice {m['nice']}, python "
+          f"{m['python']}, prefect {m['prefect']}, litellm {m['litellm']}")
+    t = result["teacher"]
+    if t["rows"]:
+        print(f"\n1. teacher over HTTP, {t['latency_ms']:g} ms latency (best of {t['repeats']})")
+        print(f"{'concurrency':>11}  {'requests':>8}  {'seconds':>7}  {'req/s':>7}  {'ideal req/s':>11}  "
+              f"{'speedup':>7}  {'ideal':>5}  {'efficiency':>10}")
+    else:
+        print("\n1. teacher: skipped")
+    for r in t["rows"]:
+        print(f"{r['concurrency']:>11}  {r['requests']:>8}  {r['best_seconds']:>7.2f}  {r['requests_per_s']:>7.1f}  "
+              f"{r['ideal_requests_per_s']:>11.1f}  {r['speedup']:>6.2f}x  {r['ideal_speedup']:>4g}x  "
+              f"{r['efficiency']:>10.0%}")
+    r = result["rerun"]
+    print("\n2. cached re-run (same command twice)")
+    print(f"{'':>14}  {'CLI wall s':>10}  {'flow s':>7}  {'teacher requests served':>23}  {'store rows':>10}")
+    for run in ("first", "second"):
+        print(f"{run:>14}  {r[f'{run}_wall_s']:>10.1f}  {r[f'{run}_flow_s']:>7.1f}  "
+              f"{r['teacher_requests_served'][run]:>23}  {r['store_rows'][run]:>10}")
+    print(f"speedup {r['speedup']:.1f}x; train tasks Cached {r['train_tasks_cached']}; MANIFESTs rewritten "
+          f"{len(r['manifests_rewritten'])}; student folders touched {len(r['student_folders_touched'])}; "
+          f"no request and no training: {r['no_request_no_training']}")
+    print(f"(report.json says {r['report_teacher_requests']['second']} teacher requests and "
+          f"{r['report_round_seconds']['second']:.1f} round seconds for the re-run: the first run's figures)")
+    o = result["prefect"]
+    split, outside = o["overhead_split_s"], o["outside_flow_s"]
+    print("\n3. Prefect's overhead, first run")
+    print(f"{'flow wall s':>11}  {'stage s':>7}  {'overhead s':>10}  {'flow/stages':>11}  {'CLI wall s':>10}  "
+          f"{'CLI/stages':>10}")
+    print(f"{o['flow_wall_s']:>11.1f}  {o['stage_seconds_sum']:>7.1f}  {o['overhead_s']:>10.1f}  "
+          f"{o['flow_over_stages']:>10.2f}x  {o['cli_wall_s']:>10.1f}  {o['cli_over_stages']:>9.2f}x")
+    print(f"overhead: untimed stages {split['untimed_stages']:.1f} s, task wrappers {split['task_wrappers']:.1f} s, "
+          f"between tasks {split['between_tasks']:.1f} s; outside the flow: {outside['before_flow']:.1f} s before "
+          f"(imports {outside['imports_before_server']} s, server start to flow {outside['server_start_to_flow']} s), "
+          f"{outside['after_flow']:.1f} s after")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latency-ms", type=float, default=100.0, help="the teacher server's fixed latency")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--requests", type=int, nargs="+", default=[64, 256, 640], help="one count per concurrency")
+    parser.add_argument("--repeats", type=int, default=2, help="teacher measurements per concurrency (best kept)")
+    parser.add_argument("--config", default="demo", help="profile of the two `fdd run`s")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra override of both runs, after the small profile's")
+    parser.add_argument("--skip-teacher", action="store_true", help="parts 2 and 3 only")
+    parser.add_argument("--keep", type=Path, help="work in this new folder and keep it (runs, logs, Prefect home)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args()
+    if len(args.requests) != len(args.concurrency):
+        parser.error("--requests needs one count per --concurrency")
+
+    result = {"machine": machine()}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="fdd-bench-pipeline-") as tmp:
+        work = Path(tmp)
+        if args.keep:
+            args.keep.mkdir(parents=True)  # a new folder: a stale Prefect home or run would be reused
+            work = args.keep.resolve()
+        if not args.skip_teacher:
+            result["teacher"] = bench_teacher(work, args.latency_ms, args.concurrency, args.requests, args.repeats)
+        result["rerun"], result["prefect"] = bench_pipeline(work, args.config, args.sets)
+    result["total_seconds"] = round(time.perf_counter() - started, 1)
+    if args.skip_teacher:
+        result["teacher"] = {"latency_ms": args.latency_ms, "repeats": 0, "rows": []}
+    print_report(result)
+    print(f"\ntotal {result['total_seconds']:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
