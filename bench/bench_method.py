@@ -189,8 +189,9 @@ def write_outputs(rows: list[dict], leak: dict, a: argparse.Namespace, started: 
         for base in ("plain", "budget"):
             gap = last["accuracy"] - by_name[base]["accuracy"]
             noise = max(last["spread"], by_name[base]["spread"])
-            checks.append(f"fdd-r{a.rounds} - {base}: {gap:+.1%} (largest spread across seeds {noise:.1%}): "
-                          f"{'beats it by more than the spread' if gap > noise else 'NOT beyond the spread'}")
+            verdict = ("one seed: no spread yet" if last["seeds"] < 2 else
+                       "beats it by more than the spread" if gap > noise else "NOT beyond the spread")
+            checks.append(f"fdd-r{a.rounds} - {base}: {gap:+.1%} (largest spread across seeds {noise:.1%}): {verdict}")
         steps = sorted(last["by_steps"], key=int)
         gains = {s: last["by_steps"][s] - by_name["plain"]["by_steps"].get(s, 0.0) for s in steps}
         top = max(gains, key=gains.get)
