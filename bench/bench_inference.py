@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _machine import cpu_name  # bench/ is on sys.path: scripts run as python bench/NAME.py
 
 import torch
 import transformers
@@ -30,12 +31,7 @@ from fdd_core.student.train import train_student
 
 
 def machine(device: str) -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:  # the model name says more than "x86_64"
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "load_average": [round(x, 2) for x in os.getloadavg()], "device": device,
             "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None,

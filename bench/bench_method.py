@@ -28,13 +28,12 @@ import statistics
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from fdd_core.similarity import words  # noqa: E402
+from fdd_core.similarity import word_bag  # noqa: E402
 from fdd_core.store import atomic_write_text, iter_jsonl  # noqa: E402
 
 BENCH = "synthetic-test"
@@ -72,21 +71,12 @@ def row(name: str, seed: int, report: dict, run_dir: Path, round_: int, requests
             "train_size": report["rounds"][round_]["train_size"]}
 
 
-def bag(text: str) -> frozenset:
-    seen: Counter[str] = Counter()
-    out = []
-    for w in words(text):
-        seen[w] += 1
-        out.append((w, seen[w]))
-    return frozenset(out)
-
-
 def max_similarity(queries: list[str], corpus: list[str], skip_self: bool = False) -> list[float]:
     """For each query, its highest word-bag Jaccard similarity to any corpus text (all pairs, exact)."""
-    bags = [bag(t) for t in corpus]
+    bags = [word_bag(t) for t in corpus]
     out = []
     for i, q in enumerate(queries):
-        a, best = bag(q), 0.0
+        a, best = word_bag(q), 0.0
         for j, b in enumerate(bags):
             if skip_self and i == j:
                 continue

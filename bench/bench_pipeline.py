@@ -52,6 +52,8 @@ from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from _machine import cpu_name  # bench/ is on sys.path: scripts run as python bench/NAME.py
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 FDD = shutil.which("fdd", path=str(Path(sys.executable).parent)) or "fdd"
@@ -315,12 +317,7 @@ def bench_pipeline(work: Path, config: str, sets: list[str]) -> tuple[dict, dict
 
 
 def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:  # the model name says more than "x86_64"
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
 
     def installed(name: str) -> str | None:
         try:

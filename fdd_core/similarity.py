@@ -93,7 +93,7 @@ class NearDuplicateIndex:
 
     def add(self, key: str, text: str) -> None:
         """Index `text` under `key` (texts without words are not indexed: exact matching covers them)."""
-        elements = frozenset(_elements(text))
+        elements = word_bag(text)
         if not elements:
             return
         slot = len(self._keys)
@@ -104,7 +104,7 @@ class NearDuplicateIndex:
 
     def find(self, text: str) -> NearMatch | None:
         """The most similar indexed text with similarity >= threshold (earliest added on ties), or None."""
-        elements = frozenset(_elements(text))
+        elements = word_bag(text)
         if not elements:
             return None
         size, best = len(elements), None
@@ -133,6 +133,11 @@ def _elements(text: str) -> tuple[tuple[str, int], ...]:
         seen[word] += 1
         out.append((word, seen[word]))
     return tuple(out)
+
+
+def word_bag(text: str) -> frozenset[tuple[str, int]]:
+    """The words of text as a set of (word, occurrence): set Jaccard of two bags is their multiset Jaccard."""
+    return frozenset(_elements(text))
 
 
 # --------------------------------------------------------------------------------------- decontamination
