@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from fdd_core.similarity import word_bag  # noqa: E402
+from fdd_core.synthetic import SEED_STEP_WEIGHTS  # noqa: E402
 from fdd_core.store import atomic_write_text, iter_jsonl  # noqa: E402
 
 BENCH = "synthetic-test"
@@ -91,7 +92,13 @@ def leakage(workdir: Path, seed: int) -> dict:
     tests = [r["question"] for _, r in iter_jsonl(run_dir / "data" / "benchmarks" / f"{BENCH}.jsonl")]
     generated = [r["question"] for path in sorted(run_dir.glob("rounds/r*/variants/accepted.jsonl"))
                  for _, r in iter_jsonl(path)]
-    return {"generated": max_similarity(generated, tests), "test_vs_test": max_similarity(tests, tests, True)}
+    reasons: dict[str, int] = {}
+    for path in sorted(run_dir.glob("rounds/r*/variants/decisions.jsonl")):
+        for _, d in iter_jsonl(path):
+            key = d["reason"] or "accepted"
+            reasons[key] = reasons.get(key, 0) + 1
+    return {"generated": max_similarity(generated, tests), "test_vs_test": max_similarity(tests, tests, True),
+            "decisions": reasons}
 
 
 def spread(values: list[float]) -> float:
@@ -112,6 +119,24 @@ def summarise(rows: list[dict]) -> list[dict]:
             "train_size": statistics.mean(r["train_size"] for r in rs),
         })
     return out
+
+
+def gain_by_steps(row_: dict, base: dict) -> dict[str, float]:
+    """Accuracy points a row gains over a baseline, per number of steps in the test problem."""
+    return {s: row_["by_steps"][s] - base["by_steps"].get(s, 0.0) for s in sorted(row_["by_steps"], key=int)}
+
+
+def tier_check(gains: dict[str, float], name: str) -> str:
+    """Mean gain on test problems as long as the seeds against those longer than any seed problem."""
+    seed_max = max(SEED_STEP_WEIGHTS)
+    short = [g for s, g in gains.items() if int(s) <= seed_max]
+    long = [g for s, g in gains.items() if int(s) > seed_max]
+    if not short or not long:
+        return f"{name} gain by length: the test set has no problems on one side of the seeds' {seed_max} steps"
+    a, b = statistics.mean(short), statistics.mean(long)
+    verdict = "largest on the longest" if b > a else "NOT largest on the longest"
+    return (f"{name} gain over plain, mean by length: within the seeds' lengths (1-{seed_max} steps) {a:+.0%},"
+            f" longer than any seed ({seed_max + 1}-{max(int(s) for s in gains)} steps) {b:+.0%}: {verdict}")
 
 
 def markdown(summary: list[dict], checks: list[str], machine: str) -> str:
@@ -145,6 +170,23 @@ def plots(summary: list[dict], leak: dict, out: Path) -> list[str]:
     fig.savefig(out / "method_by_steps.png", dpi=110)
     written.append("method_by_steps.png")
     plt.close(fig)
+
+    by_name = {r["row"]: r for r in summary}
+    if "plain" in by_name:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for r in main:
+            if r["row"] != "plain":
+                gains = gain_by_steps(r, by_name["plain"])
+                ax.plot([int(s) for s in gains], list(gains.values()), marker="o", label=r["row"])
+        ax.axvline(max(SEED_STEP_WEIGHTS) + 0.5, color="grey", linestyle=":", label="longest seed problem")
+        ax.axhline(0, color="grey", linewidth=0.8)
+        ax.set(xlabel="steps in the test problem", ylabel="accuracy gained over plain",
+               title="Gain over plain distillation by problem length")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "method_gain.png", dpi=110)
+        written.append("method_gain.png")
+        plt.close(fig)
 
     ks = [r for r in summary if r["row"].startswith("k=")]
     if ks:
@@ -182,22 +224,28 @@ def write_outputs(rows: list[dict], leak: dict, a: argparse.Namespace, started: 
             verdict = ("one seed: no spread yet" if last["seeds"] < 2 else
                        "beats it by more than the spread" if gap > noise else "NOT beyond the spread")
             checks.append(f"fdd-r{a.rounds} - {base}: {gap:+.1%} (largest spread across seeds {noise:.1%}): {verdict}")
-        steps = sorted(last["by_steps"], key=int)
-        gains = {s: last["by_steps"][s] - by_name["plain"]["by_steps"].get(s, 0.0) for s in steps}
-        top = max(gains, key=gains.get)
-        checks.append("gain over plain by steps: " + ", ".join(f"{s}: {g:+.0%}" for s, g in gains.items())
-                      + f" (largest at {top} steps)")
+        for n in range(1, a.rounds + 1):
+            gains = gain_by_steps(by_name[f"fdd-r{n}"], by_name["plain"])
+            top = max(gains, key=gains.get)
+            checks.append(f"fdd-r{n} gain over plain by steps: " + ", ".join(f"{s}: {g:+.0%}" for s, g in gains.items())
+                          + f" (largest at {top} steps)")
+        checks.append(tier_check(gain_by_steps(last, by_name["plain"]), f"fdd-r{a.rounds}"))
     g, t = leak["generated"], leak["test_vs_test"]
     if g and t:
         checks.append(f"leakage: generated problems' highest similarity to a test problem: median {statistics.median(g):.2f},"
                       f" max {max(g):.2f}; test problems to the rest of the test set: median {statistics.median(t):.2f},"
                       f" max {max(t):.2f}")
+        d = leak["decisions"]
+        checks.append(f"generated candidates (all seeds and rounds): {sum(d.values()):,}, accepted {d.get('accepted', 0):,},"
+                      f" dropped as contaminated (a benchmark test item's text) {d.get('contaminated', 0):,}; other drops: "
+                      + ", ".join(f"{k} {v:,}" for k, v in sorted(d.items()) if k not in ("accepted", "contaminated")))
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}"
     a.out.mkdir(parents=True, exist_ok=True)
     images = plots(summary, leak, a.out)
     result = {"machine": machine, "seeds": a.seeds, "rounds": a.rounds, "rows": rows, "summary": summary,
               "checks": checks, "seconds": round(time.monotonic() - started, 1), "images": images,
-              "leakage": {k: sorted(round(x, 4) for x in v) for k, v in leak.items()},
+              "leakage": {k: sorted(round(x, 4) for x in leak[k]) for k in ("generated", "test_vs_test")},
+              "decisions": leak["decisions"],
               "command": "python bench/bench_method.py " + " ".join(sys.argv[1:])}
     atomic_write_text(a.out / "method.json", json.dumps(result, indent=1) + "\n")
     atomic_write_text(a.out / "method.md", markdown(summary, checks, machine))
@@ -216,7 +264,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     workdir = a.workdir.resolve()
     rows: list[dict] = []
-    leak = {"generated": [], "test_vs_test": []}
+    leak: dict = {"generated": [], "test_vs_test": [], "decisions": {}}
     started = time.monotonic()
     for seed in a.seeds:
         common = [*a.sets, f"run.seed={seed}", f"teacher.cache_path={workdir / f'teacher-s{seed}.sqlite'}"]
@@ -245,8 +293,10 @@ def main() -> None:
                 kdir, kreq = workdir / f"k{kk}-s{seed}", used(kr["rounds"][0]["teacher"])
             rows.append(row(f"k={kk}", seed, kr, kdir, 0, kreq))
         seed_leak = leakage(workdir, seed)
-        for key in leak:
+        for key in ("generated", "test_vs_test"):
             leak[key] += seed_leak[key]
+        for reason, n in seed_leak["decisions"].items():
+            leak["decisions"][reason] = leak["decisions"].get(reason, 0) + n
         text = write_outputs(rows, leak, a, started)
         print(f"seed {seed} done ({time.monotonic() - started:.0f} s)", flush=True)
     print(text)

@@ -17,21 +17,21 @@ and what Prefect adds around the stages.
 Usage: python bench/bench_pipeline.py [--latency-ms 100] [--concurrency 1 8 32] [--requests 64 256 640]
        [--repeats 2] [--config demo] [--set key=value ...] [--skip-teacher] [--keep DIR] [--json OUT]
 
-Measured on this machine (2 cores, Intel Xeon, Python 3.11.7, prefect 3.8.8, litellm 1.106.2), niced (nice 19)
-beside another `fdd run` at normal priority (load 2.5), default sizes: 9 min 6 s in all, most of it training, which
-the other job slowed to 0.4-1 s a step (on idle cores about 0.1-0.2 s: the script should take 3-4 minutes there).
-  teacher, 100 ms latency: concurrency 1: 8.6 req/s (ideal 10); 8: 55.9 req/s, 6.5x (ideal 8x); 32: 106.5 req/s,
-           12.4x (ideal 32x): at 32 the two busy cores (client and server), not the latency, set the pace
-  re-run:  first 490.0 s, identical re-run 16.9 s (29x); the re-run sent 0 teacher requests (the first sent 817;
-           server log), added 0 store rows, rewrote no MANIFEST or student file, and both train tasks were Cached.
-           Its report.json still says 817 requests and 453.9 round seconds: the first run's cached stage results.
-  Prefect: flow 473.1 s against 458.9 s of stage seconds (1.03x): 14.2 s overhead = 4.9 s untimed stages (mostly
-           base-checkpoint) + 0.6 s task wrappers + 8.7 s between tasks, of which about 2 s before each evaluate
-           (and sometimes before base-checkpoint): Prefect acquiring concurrency slots for the `gpu` tag, though no
-           limit exists (seen by sampling the flow's stack). The CLI took 490.0 s: 13.4 s before the flow (5.4 s
-           imports, 8.0 s the temporary server's start) and 3.5 s after it.
-  An earlier run with 200 training steps and a lighter load: flow 190.8 s against 174.0 s of stages (1.10x, 16.8 s
-  overhead); CLI 207.1 s, re-run 19.2 s (10.8x); teacher 8.9 / 65.5 / 154.9 req/s (7.4x, 17.4x).
+Measured on this machine (2 cores, Intel Xeon, Python 3.11.7, prefect 3.8.8, litellm 1.106.2), alone, default
+sizes: 159 s in all (`--json docs/results/pipeline.json`).
+  teacher, 100 ms latency: concurrency 1: 9.1 req/s (ideal 10); 8: 64.6 req/s, 7.1x (ideal 8x); 32: 162.8 req/s,
+           17.9x (ideal 32x): at 32 the two cores (client and server), not the latency, set the pace
+  re-run:  first 110.8 s, identical re-run 15.9 s (7.0x; 14% of the first); the re-run sent 0 teacher requests (the
+           first sent 817), added 0 store rows, rewrote no MANIFEST or student file, and both train tasks were
+           Cached. Its 15.9 s are nearly all fixed cost (5 s imports, 10 s the temporary Prefect server's start):
+           the re-run of the 9-minute demo takes about as long. Its report.json still says 817 requests and 78.9
+           round seconds: the first run's cached stage results.
+  Prefect: flow 92.5 s against 81.9 s of stage seconds (1.13x): 10.6 s overhead = 5.3 s untimed stages (mostly
+           base-checkpoint) + 0.8 s task wrappers + 4.5 s between tasks. The CLI took 110.8 s: 15.1 s before the
+           flow (5.0 s imports, 10.1 s the temporary server's start) and 3.3 s after it.
+  Earlier, niced beside another `fdd run` (load 2.5) with 800 training steps: teacher 8.6 / 55.9 / 106.5 req/s,
+  re-run 490.0 s -> 16.9 s (29x), flow 473.1 s against 458.9 s of stages (1.03x; about 2 s before each evaluate
+  spent acquiring concurrency slots for the `gpu` tag, though no limit exists, seen by sampling the stack).
 """
 
 from __future__ import annotations
