@@ -139,6 +139,25 @@ def test_budget_stops_the_stage_within_one_batch_and_keeps_what_was_bought(tmp_p
     assert_accounted(result, tmp_path / "out")
 
 
+@pytest.mark.robustness
+def test_variants_stage_finishes_through_20pct_faults_and_accounts_for_every_candidate(tmp_path, seeds, teacher_server):
+    api_base, log = teacher_server("--error-rate", "0.2", "--fail-429", "0.07", "--fail-500", "0.07",
+                                   "--fail-timeout", "0.06", "--slow-s", "4")
+    cfg = make_cfg(tmp_path, api_base, "teacher.timeout_s=1", "teacher.max_retries=8",
+                   "curation.votes=3", "curation.min_agree=2")
+    pool = [{**row, "split": "easy" if i % 2 else "hard"} for i, row in enumerate(read_jsonl(seeds[0])[:40])]
+    write_jsonl(tmp_path / "pool.jsonl", pool)
+    result = generate_variants(cfg, tmp_path / "pool.jsonl", tmp_path / "out", round=1,
+                               train_path=seeds[0], test_paths=[seeds[1]])
+    outcomes = Counter(line["outcome"] for line in read_log(log))
+    assert outcomes["429"] and outcomes["500"] and outcomes["timeout"], outcomes
+    assert result.counts["candidates"] == 20 * 1 + 20 * 2
+    assert_accounted(result, tmp_path / "out")
+    dropped = result.counts["dropped"]
+    assert dropped["parse_error"] + dropped["disagreement"] >= 3  # the malformed and wrong replies, with reasons
+    assert result.counts["accepted"] >= 25
+
+
 def test_variants_are_voted_on_decontaminated_and_carry_lineage(tmp_path, seeds, teacher_server):
     api_base, log = teacher_server("--error-rate", "0.1")
     cfg = make_cfg(tmp_path, api_base, "curation.votes=3", "curation.min_agree=2")
