@@ -237,6 +237,16 @@ def _exit_on_signal(signum: int, _frame) -> None:
     raise SystemExit(128 + signum)
 
 
+def _stored_replies(path: Path) -> int:
+    """Replies in the teacher's response store (0 before it exists)."""
+    from fdd_core.teacher.response_store import ResponseStore
+
+    if not path.exists():
+        return 0
+    with ResponseStore(path) as store:
+        return len(store)
+
+
 @app.command("run")
 @user_errors
 def run(config: ConfigOpt = None, set_: SetOpt = None) -> None:
@@ -255,6 +265,12 @@ def run(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     from fdd_core.report import text_table
     from flows.fdd_flow import fdd
 
+    store = Path(cfg.teacher.cache_path).expanduser()
+    stored_before = _stored_replies(store)
     result = fdd(cfg)
     typer.echo(text_table(result["rounds"]))
+    # The table counts what each round's data cost, stages reused from an earlier invocation included; say what
+    # this invocation bought (new replies in the store; another run sharing the store at once adds to it).
+    typer.echo(f"this invocation: {_stored_replies(store) - stored_before} new teacher replies bought "
+               f"(the table's requests include stages reused from earlier invocations)")
     typer.echo(f"report: {result['report']}")

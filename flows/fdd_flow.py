@@ -92,11 +92,12 @@ def fdd(cfg: FDDConfig = FDDConfig()) -> dict:
     for r in range(cfg.run.rounds + 1):
         summary = fdd_round.with_options(flow_run_name=f"round-{r}")(
             cfg, r, str(run_dir), train, benchmarks, base, r == cfg.run.rounds, best, previous_model)
-        # round 0's teacher work includes the initial solutions of the seed problems
+        # round 0's teacher work and time include the initial solutions of the seed problems
         usage = _add(_teacher(init), summary["teacher"]) if r == 0 else summary["teacher"]
+        seconds = summary["seconds"] + (init.seconds if r == 0 else 0.0)
         row = round_row(round=r, train_size=summary["train_size"], easy=summary["easy"], hard=summary["hard"],
                         candidates=summary["candidates"], accepted=summary["accepted"], teacher=usage,
-                        accuracy=summary["accuracy"], seconds=summary["seconds"])
+                        accuracy=summary["accuracy"], seconds=seconds)
         rows.append(row)
         header, cells = table([row])
         create_table_artifact([dict(zip(header, cells[0]))], key=f"round-{r}", description=f"FDD round {r}")

@@ -215,7 +215,7 @@ def train_student(
     }
     outputs["log"] = str(out_dir / "train_log.jsonl")
     outputs["config"] = str(atomic_write_text(out_dir / "training_config.json", json.dumps(resolved, indent=2) + "\n"))
-    return StageResult(stage="train", outputs=outputs, counts=counts, seconds=seconds)
+    return StageResult(stage="train", outputs=outputs, counts=counts, seconds=round(seconds, 3))
 
 
 def _save(model: Any, tokenizer: Any, out_dir: Path, *, lora: bool, start: Path | str) -> dict[str, str]:

@@ -3,6 +3,7 @@ finished. Real Prefect (its local backend), the teacher over real HTTP, a tiny s
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -70,12 +71,15 @@ def test_killed_run_resumes_and_a_finished_run_reruns_without_work(tmp_path, tea
     assert {k: after_resume[k] for k in before_kill} == before_kill
     paid_resume = served(log)[len(paid_before):]
     assert not set(paid_resume) & set(paid_before), "a paid teacher request was sent again"
+    bought = re.search(r"this invocation: (\d+) new teacher replies bought", resumed.stdout)
+    assert bought and 0 < int(bought[1]) <= len(paid_resume), resumed.stdout[-2000:]
 
     lines_before_rerun = len(read_log(log))
     rerun = subprocess.run([FDD, *run_args(tmp_path, api_base)], cwd=REPO, env=env(tmp_path),
                            capture_output=True, text=True, timeout=900)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert len(read_log(log)) == lines_before_rerun, "the re-run sent teacher requests"
+    assert "this invocation: 0 new teacher replies bought" in rerun.stdout, rerun.stdout[-2000:]
     assert stage_manifests(run_dir) == after_resume, "the re-run redid a stage (trained, evaluated ...)"
     assert json.loads((run_dir / "report.json").read_text())["rounds"][-1]["accuracy"] == report["rounds"][-1]["accuracy"]
 
@@ -112,6 +116,10 @@ def test_same_config_in_another_folder_is_its_own_run(tmp_path, teacher_server):
         for part in ("base/model.safetensors", "rounds/r0/solutions/accepted.jsonl", "rounds/r0/student/model",
                      "rounds/r0/eval/eval.json"):
             assert (run_dir / part).exists(), f"{folder}: {part} missing"
+        # the report's round 0 time holds all its stages, the seed solutions (bought in the first folder) included
+        stages = {stage: json.loads((run_dir / "rounds" / "r0" / stage / "MANIFEST.json").read_text())
+                  ["result"]["seconds"] for stage in ("solutions", "student", "eval")}
+        assert report["rounds"][0]["seconds"] >= sum(stages.values()) - 0.05, (report["rounds"][0]["seconds"], stages)
 
 
 @pytest.mark.robustness
