@@ -17,7 +17,8 @@ from pydantic import BaseModel, ValidationError
 
 from fdd_core.config import FDDConfig
 
-CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
+# In the package, so an installed (not editable) fdd has its profiles; configs/ at the repo root links here.
+CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 
 
 class ConfigError(ValueError):

@@ -1,9 +1,12 @@
 """House rules that keep the project installable and layered."""
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -64,3 +67,37 @@ def test_tasks_hold_no_stage_logic():
         assert len(stages) == 1, f"{file}:{fn.name} calls {sorted(stages)}"
         assert not any(isinstance(n, (ast.For, ast.While)) for n in ast.walk(fn)), f"{file}:{fn.name} loops"
         assert len(fn.body) <= 6, f"{file}:{fn.name} has {len(fn.body)} statements"
+
+
+@pytest.mark.slow
+def test_an_installed_wheel_has_its_profiles_prompts_and_samples(tmp_path):
+    # `pip install fdd` (not editable) must run the embedded default: profiles, prompts and sample
+    # programs live in the package. Built without isolation when setuptools is here (no download).
+    try:
+        import setuptools  # noqa: F401
+
+        isolation = ["--no-build-isolation"]
+    except ImportError:
+        isolation = []
+    # a copy of the sources: setuptools builds in the source tree, and a stale build/ there would hide a file
+    source = tmp_path / "source"
+    shutil.copytree(REPO, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "__pycache__", "runs", "bench-runs", ".gpu", ".pytest_cache"))
+    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, "wheel", "--no-deps", *isolation, "-w", str(tmp_path / "dist"), str(source)], check=True,
+                   cwd=tmp_path, capture_output=True, timeout=300)
+    wheel = next((tmp_path / "dist").glob("fdd-*.whl"))
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(tmp_path / "site"), str(wheel)], check=True,
+                   capture_output=True, timeout=300)
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "import fdd_core; from fdd_core.profiles import load_config; from fdd_core.teacher.prompts import load_prompt\n"
+        "assert fdd_core.__file__.startswith(sys.argv[1]), fdd_core.__file__\n"
+        "print(load_config('demo').data.n_seed, load_config('gsm8k').data.benchmarks[0],"
+        " *(load_prompt(k).name for k in ('solve', 'harder', 'similar')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "site")], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[:2] == ["400", "gsm8k"], out.stdout
+    assert list((tmp_path / "site" / "fdd_core" / "samples").glob("*.jsonl")), "sample programs missing"
