@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from fdd_core.similarity import word_bag  # noqa: E402
+from fdd_core.similarity import jaccard, word_bag  # noqa: E402
 from fdd_core.synthetic import SEED_STEP_WEIGHTS  # noqa: E402
 from fdd_core.store import atomic_write_text, iter_jsonl  # noqa: E402
 
@@ -81,8 +81,7 @@ def max_similarity(queries: list[str], corpus: list[str], skip_self: bool = Fals
         for j, b in enumerate(bags):
             if skip_self and i == j:
                 continue
-            common = len(a & b)
-            best = max(best, common / (len(a) + len(b) - common) if a or b else 0.0)
+            best = max(best, jaccard(a, b))
         out.append(best)
     return out
 
@@ -157,6 +156,12 @@ def plots(summary: list[dict], leak: dict, out: Path) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    def save(fig, path: Path) -> str:
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path.name
+
     written = []
     main = [r for r in summary if not r["row"].startswith("k=")]
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -166,10 +171,7 @@ def plots(summary: list[dict], leak: dict, out: Path) -> list[str]:
     ax.set(xlabel="steps in the test problem", ylabel="held-out accuracy", ylim=(0, 1.02),
            title="Accuracy by problem length (mean over seeds)")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "method_by_steps.png", dpi=110)
-    written.append("method_by_steps.png")
-    plt.close(fig)
+    written.append(save(fig, out / "method_by_steps.png"))
 
     by_name = {r["row"]: r for r in summary}
     if "plain" in by_name:
@@ -183,20 +185,14 @@ def plots(summary: list[dict], leak: dict, out: Path) -> list[str]:
         ax.set(xlabel="steps in the test problem", ylabel="accuracy gained over plain",
                title="Gain over plain distillation by problem length")
         ax.legend()
-        fig.tight_layout()
-        fig.savefig(out / "method_gain.png", dpi=110)
-        written.append("method_gain.png")
-        plt.close(fig)
+        written.append(save(fig, out / "method_gain.png"))
 
     ks = [r for r in summary if r["row"].startswith("k=")]
     if ks:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         ax.bar([r["row"] for r in ks], [r["accuracy"] for r in ks], yerr=[r["spread"] / 2 for r in ks], capsize=4)
         ax.set(ylabel="held-out accuracy", title="Reasoning paths per seed problem (plain distillation)")
-        fig.tight_layout()
-        fig.savefig(out / "method_paths.png", dpi=110)
-        written.append("method_paths.png")
-        plt.close(fig)
+        written.append(save(fig, out / "method_paths.png"))
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     bins = [i / 20 for i in range(21)]
@@ -204,10 +200,7 @@ def plots(summary: list[dict], leak: dict, out: Path) -> list[str]:
     ax.hist(leak["generated"], bins=bins, density=True, alpha=0.6, label="generated problem vs test set")
     ax.set(xlabel="highest word-bag similarity to a test problem", ylabel="density", title="Leakage")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "method_leakage.png", dpi=110)
-    written.append("method_leakage.png")
-    plt.close(fig)
+    written.append(save(fig, out / "method_leakage.png"))
     return written
 
 

@@ -117,8 +117,7 @@ class NearDuplicateIndex:
                 other = self._sets[slot]
                 if len(other) < self.threshold * size - 1e-9 or len(other) * self.threshold > size + 1e-9:
                     continue  # length filter: Jaccard >= t needs t|A| <= |B| <= |A|/t
-                common = len(elements & other)
-                score = common / (size + len(other) - common)
+                score = jaccard(elements, other)
                 if score >= self.threshold and (best is None or (score, -slot) > (best[0], -best[1])):
                     best = (score, slot)
         return None if best is None else NearMatch(self._keys[best[1]], best[0])
@@ -138,6 +137,12 @@ def _elements(text: str) -> tuple[tuple[str, int], ...]:
 def word_bag(text: str) -> frozenset[tuple[str, int]]:
     """The words of text as a set of (word, occurrence): set Jaccard of two bags is their multiset Jaccard."""
     return frozenset(_elements(text))
+
+
+def jaccard(a: frozenset, b: frozenset) -> float:
+    """|a & b| / |a | b| (0.0 for two empty sets): of two word bags, their multiset Jaccard similarity."""
+    common = len(a & b)
+    return common / (len(a) + len(b) - common) if a or b else 0.0
 
 
 # --------------------------------------------------------------------------------------- decontamination

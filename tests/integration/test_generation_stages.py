@@ -32,6 +32,13 @@ def seeds(tmp_path):
     return write_jsonl(tmp_path / "seed.jsonl", seed_problems), write_jsonl(tmp_path / "test.jsonl", test_problems)
 
 
+def write_pool(tmp_path, seeds):
+    """tmp_path/pool.jsonl: the first 40 seed problems, alternately hard and easy (as feedback splits them)."""
+    pool = [{**row, "split": "easy" if i % 2 else "hard"} for i, row in enumerate(read_jsonl(seeds[0])[:40])]
+    write_jsonl(tmp_path / "pool.jsonl", pool)
+    return pool
+
+
 def served(log):
     """(messages hash, seed) of every request the server answered with a reply."""
     return [(line["messages_sha256"], line["seed"]) for line in read_log(log) if line["status"] == 200]
@@ -145,8 +152,7 @@ def test_variants_stage_finishes_through_20pct_faults_and_accounts_for_every_can
                                    "--fail-timeout", "0.06", "--slow-s", "4")
     cfg = make_cfg(tmp_path, api_base, "teacher.timeout_s=1", "teacher.max_retries=8",
                    "curation.votes=3", "curation.min_agree=2")
-    pool = [{**row, "split": "easy" if i % 2 else "hard"} for i, row in enumerate(read_jsonl(seeds[0])[:40])]
-    write_jsonl(tmp_path / "pool.jsonl", pool)
+    write_pool(tmp_path, seeds)
     result = generate_variants(cfg, tmp_path / "pool.jsonl", tmp_path / "out", round=1,
                                train_path=seeds[0], test_paths=[seeds[1]])
     outcomes = Counter(line["outcome"] for line in read_log(log))
@@ -161,8 +167,7 @@ def test_variants_stage_finishes_through_20pct_faults_and_accounts_for_every_can
 def test_variants_are_voted_on_decontaminated_and_carry_lineage(tmp_path, seeds, teacher_server):
     api_base, log = teacher_server("--error-rate", "0.1")
     cfg = make_cfg(tmp_path, api_base, "curation.votes=3", "curation.min_agree=2")
-    pool = [{**row, "split": "easy" if i % 2 else "hard"} for i, row in enumerate(read_jsonl(seeds[0])[:40])]
-    write_jsonl(tmp_path / "pool.jsonl", pool)
+    pool = write_pool(tmp_path, seeds)
     # a held-out test problem planted in the pool's training set must not come back as a variant
     result = generate_variants(cfg, tmp_path / "pool.jsonl", tmp_path / "out", round=1,
                                train_path=seeds[0], test_paths=[seeds[1]])
