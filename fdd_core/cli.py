@@ -11,6 +11,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from fdd_core.interrupts import redeliver_swallowed_interrupts
+
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # else every litellm import tries the network
 
 app = typer.Typer(
@@ -259,7 +261,9 @@ def run(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     cfg = _config(config or "demo", set_)
     # SIGTERM (kill, docker stop, a scheduler's timeout) would end the process without Python's exit handlers,
     # leaving Prefect's temporary server running; as SystemExit the flow is marked crashed and the server stops.
+    # One that lands in a garbage collection would be dropped by Python: the hook sends it again.
     signal.signal(signal.SIGTERM, _exit_on_signal)
+    redeliver_swallowed_interrupts()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     from fdd_core.report import text_table

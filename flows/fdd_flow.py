@@ -10,6 +10,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from fdd_core.config import FDDConfig
+from fdd_core.interrupts import redeliver_swallowed_interrupts
 from fdd_core.profiles import config_to_yaml
 from fdd_core.report import round_row, table, write_report
 from fdd_core.store import atomic_write_text
@@ -78,6 +79,7 @@ def fdd_round(cfg: FDDConfig, round: int, run_dir: str, train: str, benchmarks: 
 def fdd(cfg: FDDConfig = FDDConfig()) -> dict:
     """Feedback-Driven Distillation: teacher solutions for the seeds, then train, evaluate, feedback and
     generate, round after round, until `run.rounds`, a gain below `run.min_gain`, or the teacher budget."""
+    redeliver_swallowed_interrupts()  # a deployment's cancel (SIGTERM) landing in a garbage collection still stops it
     # Absolute: stage cache keys hold their paths, so the same config run from another folder is another run
     run_dir = Path(cfg.run.runs_dir).expanduser().resolve() / cfg.run.name
     atomic_write_text(run_dir / "config.yaml", config_to_yaml(cfg))  # saved first: the run is reproducible

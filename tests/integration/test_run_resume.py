@@ -138,7 +138,7 @@ def test_terminated_run_leaves_no_server_behind(tmp_path, teacher_server):
         children = psutil.Process(proc.pid).children(recursive=True)
         assert any("uvicorn" in " ".join(c.cmdline()) for c in children), "no temporary Prefect server seen"
         proc.send_signal(signal.SIGTERM)  # as kill, docker stop or a scheduler's timeout do
-        assert proc.wait(timeout=120) != 0
+        assert proc.wait(timeout=120) != 0, log.read_text()[-4000:]
         _, alive = psutil.wait_procs(children, timeout=30)
         assert not alive, [" ".join(c.cmdline())[:120] for c in alive]
     finally:
