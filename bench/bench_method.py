@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -91,11 +92,8 @@ def leakage(workdir: Path, seed: int) -> dict:
     tests = [r["question"] for _, r in iter_jsonl(run_dir / "data" / "benchmarks" / f"{BENCH}.jsonl")]
     generated = [r["question"] for path in sorted(run_dir.glob("rounds/r*/variants/accepted.jsonl"))
                  for _, r in iter_jsonl(path)]
-    reasons: dict[str, int] = {}
-    for path in sorted(run_dir.glob("rounds/r*/variants/decisions.jsonl")):
-        for _, d in iter_jsonl(path):
-            key = d["reason"] or "accepted"
-            reasons[key] = reasons.get(key, 0) + 1
+    reasons = Counter(d["reason"] or "accepted" for path in sorted(run_dir.glob("rounds/r*/variants/decisions.jsonl"))
+                      for _, d in iter_jsonl(path))
     return {"generated": max_similarity(generated, tests), "test_vs_test": max_similarity(tests, tests, True),
             "decisions": reasons}
 
@@ -257,7 +255,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     workdir = a.workdir.resolve()
     rows: list[dict] = []
-    leak: dict = {"generated": [], "test_vs_test": [], "decisions": {}}
+    leak: dict = {"generated": [], "test_vs_test": [], "decisions": Counter()}
     started = time.monotonic()
     for seed in a.seeds:
         common = [*a.sets, f"run.seed={seed}", f"teacher.cache_path={workdir / f'teacher-s{seed}.sqlite'}"]
@@ -288,8 +286,7 @@ def main() -> None:
         seed_leak = leakage(workdir, seed)
         for key in ("generated", "test_vs_test"):
             leak[key] += seed_leak[key]
-        for reason, n in seed_leak["decisions"].items():
-            leak["decisions"][reason] = leak["decisions"].get(reason, 0) + n
+        leak["decisions"].update(seed_leak["decisions"])
         text = write_outputs(rows, leak, a, started)
         print(f"seed {seed} done ({time.monotonic() - started:.0f} s)", flush=True)
     print(text)

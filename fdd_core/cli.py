@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from fdd_core.interrupts import redeliver_swallowed_interrupts
+from fdd_core.interrupts import exit_on_signal, redeliver_swallowed_interrupts
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # else every litellm import tries the network
 
@@ -235,10 +235,6 @@ def teacher_solve(
     typer.echo(f"check file: {out_dir / 'check.jsonl'}")
 
 
-def _exit_on_signal(signum: int, _frame) -> None:
-    raise SystemExit(128 + signum)
-
-
 def _stored_replies(path: Path) -> int:
     """Replies in the teacher's response store (0 before it exists)."""
     from fdd_core.teacher.response_store import ResponseStore
@@ -262,7 +258,7 @@ def run(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     # SIGTERM (kill, docker stop, a scheduler's timeout) would end the process without Python's exit handlers,
     # leaving Prefect's temporary server running; as SystemExit the flow is marked crashed and the server stops.
     # One that lands in a garbage collection would be dropped by Python: the hook sends it again.
-    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGTERM, exit_on_signal)
     redeliver_swallowed_interrupts()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")

@@ -17,8 +17,13 @@ import threading
 _RESEND_AFTER_S = 0.05  # long enough for the main thread to leave the hook (a handler raising in it is lost too)
 
 
+def exit_on_signal(signum: int, _frame) -> None:
+    """A signal handler that ends the process as SystemExit(128 + signum), so exit handlers and `finally` blocks run."""
+    raise SystemExit(128 + signum)
+
+
 def interrupt_signal(error: BaseException | None) -> int | None:
-    """The signal an exception stands for: Ctrl-C, Prefect's TerminationSignal, `fdd run`'s SystemExit(128 + n)."""
+    """The signal an exception stands for: Ctrl-C, Prefect's TerminationSignal, exit_on_signal's SIGTERM."""
     if isinstance(error, KeyboardInterrupt):
         return signal.SIGINT
     if isinstance(error, SystemExit) and error.code == 128 + signal.SIGTERM:

@@ -35,8 +35,8 @@ print("went on to the end")
 
 CASES = {
     # `fdd run` outside a flow: its own handler
-    "fdd's SIGTERM handler": ("def on_term(n, f): raise SystemExit(128 + n)\n"
-                              "signal.signal(signal.SIGTERM, on_term)", "SIGTERM", 128 + signal.SIGTERM),
+    "fdd's SIGTERM handler": ("from fdd_core.interrupts import exit_on_signal\n"
+                              "signal.signal(signal.SIGTERM, exit_on_signal)", "SIGTERM", 128 + signal.SIGTERM),
     # inside a flow Prefect's handler is installed; it raises TerminationSignal
     "Prefect's SIGTERM handler": ("from prefect.utilities.engine import _prefect_sigterm_handler\n"
                                   "signal.signal(signal.SIGTERM, _prefect_sigterm_handler)", "SIGTERM", 1),
