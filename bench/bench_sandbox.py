@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from fdd_core.programs import Sandbox
+from fdd_core.sandbox import Sandbox
 
 # The naive baseline: a fresh interpreter per program, no sandboxing at all (so it flatters the baseline).
 BASELINE_RUNNER = (

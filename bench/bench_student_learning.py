@@ -29,7 +29,7 @@ from pathlib import Path
 
 from fdd_core.answers import answers_match
 from fdd_core.config import FDDConfig
-from fdd_core.programs import run_programs
+from fdd_core.sandbox import run_programs
 from fdd_core.records import Example
 from fdd_core.store import write_jsonl
 from fdd_core.student import build_prompt, build_tiny_student, extract_program, load_student, train_student

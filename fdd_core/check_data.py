@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fdd_core.answers import answers_match, normalize_answer
-from fdd_core.programs import Sandbox
+from fdd_core.sandbox import Sandbox
 from fdd_core.store import DataFileError, iter_jsonl
 
 SAMPLE = Path(__file__).resolve().parent / "samples" / "programs.jsonl"

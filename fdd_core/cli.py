@@ -81,7 +81,7 @@ def check_data(
     forbidden, no_answer, wrong_answer). Exits 0 whenever the check ran, whatever the counts.
     """
     from fdd_core.check_data import SAMPLE, check_records, load_check_records, summarize
-    from fdd_core.programs import Sandbox
+    from fdd_core.sandbox import Sandbox
     from fdd_core.store import write_jsonl
 
     cfg = _config(config, set_)

@@ -36,7 +36,7 @@ class _ProgramResult(Protocol):
 
 
 class ProgramRunner(Protocol):
-    """What curation needs of fdd_core.programs.Sandbox: results in input order."""
+    """What curation needs of fdd_core.sandbox.Sandbox: results in input order."""
 
     def run(self, programs: Sequence[str]) -> Sequence[_ProgramResult]: ...
 

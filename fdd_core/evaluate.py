@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from fdd_core.answers import answers_match, extract_answer
 from fdd_core.benchmarks import BENCHMARKS, BenchmarkError, load_benchmark
 from fdd_core.config import FDDConfig
-from fdd_core.programs import Sandbox
+from fdd_core.sandbox import Sandbox
 from fdd_core.records import Problem, StageResult
 from fdd_core.store import DataFileError, atomic_write_text, iter_jsonl, write_jsonl
 from fdd_core.synthetic import make_splits, steps_of

@@ -13,7 +13,7 @@ from pathlib import Path
 from fdd_core.config import FDDConfig
 from fdd_core.evaluate import load_problem_file, score_programs
 from fdd_core.profiles import ConfigError
-from fdd_core.programs import Sandbox
+from fdd_core.sandbox import Sandbox
 from fdd_core.records import Problem, StageResult
 from fdd_core.store import write_jsonl
 

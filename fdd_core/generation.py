@@ -14,7 +14,7 @@ from pathlib import Path
 
 from fdd_core.config import FDDConfig
 from fdd_core.curation import ContaminationIndex, curate_solutions, curate_variants
-from fdd_core.programs import Sandbox
+from fdd_core.sandbox import Sandbox
 from fdd_core.records import Candidate, Problem, StageResult, TeacherUsage
 from fdd_core.store import iter_jsonl, read_jsonl, write_jsonl
 from fdd_core.teacher.client import TeacherClient, TeacherReply, TeacherRequest

@@ -11,7 +11,7 @@ import pytest
 from fdd_core.benchmarks import load_benchmark
 from fdd_core.config import CurationConfig
 from fdd_core.curation import REASONS, CurationResult, curate_solutions, curate_variants, program_key
-from fdd_core.programs import Sandbox
+from fdd_core.sandbox import Sandbox
 from fdd_core.records import Candidate
 from fdd_core.similarity import (
     NUMBER_WORDS,

@@ -12,7 +12,7 @@ import pytest
 
 from fdd_core import synthetic
 from fdd_core.teacher.offline import OfflineTeacher, corrupt_program, program_from_solution, register_offline_provider
-from fdd_core.programs import run_programs
+from fdd_core.sandbox import run_programs
 from fdd_core.teacher.parsing import parse_reply
 from fdd_core.teacher.prompts import load_prompt
 

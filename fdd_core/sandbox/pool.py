@@ -17,7 +17,7 @@ from pathlib import Path
 FRAME = struct.Struct(">I")
 FRAME_OVERHEAD_BYTES = 64 * 1024  # answer, message and JSON keys; a frame is bounded, so excess means foul play
 STARTUP_LIMIT_S = 30.0
-WORKER_SCRIPT = Path(__file__).with_name("_sandbox_worker.py")
+WORKER_SCRIPT = Path(__file__).with_name("worker.py")
 
 
 class SandboxError(RuntimeError):

@@ -12,7 +12,7 @@ import uuid
 import psutil
 import pytest
 
-from fdd_core.programs import ErrorKind, Sandbox
+from fdd_core.sandbox import ErrorKind, Sandbox
 
 pytestmark = pytest.mark.robustness
 TIMEOUT_S = 1.5

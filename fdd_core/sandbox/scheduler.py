@@ -33,9 +33,9 @@ What it does NOT protect against:
   library class gets its worker retired, but harmless caches (re's compiled patterns) persist.
 - CPU and memory are per worker: N workers may use N cores and N x (baseline + memory_mb).
 
-Layout: this module (API and scheduler; no signals, so any thread may call), _sandbox_pool.py (worker
-processes), _sandbox_worker.py (the worker's main loop and lockdown), _sandbox_check.py (static policy),
-_sandbox_policy.py (run-time policy).
+Layout of fdd_core.sandbox: scheduler.py (this module: the API and the scheduler; no signals, so any thread may
+call), pool.py (worker processes), worker.py (the worker's main loop and lockdown), policy_static.py (static
+policy), policy_runtime.py (run-time policy).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from fdd_core._sandbox_pool import (
+from fdd_core.sandbox.pool import (
     STARTUP_LIMIT_S,
     SandboxClosed,
     SandboxError,

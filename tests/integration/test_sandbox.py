@@ -10,8 +10,8 @@ from dataclasses import asdict
 
 import pytest
 
-from fdd_core import _sandbox_pool
-from fdd_core.programs import ErrorKind, ProgramResult, Sandbox, SandboxClosed, SandboxError, run_programs
+from fdd_core.sandbox import pool as sandbox_pool
+from fdd_core.sandbox import ErrorKind, ProgramResult, Sandbox, SandboxClosed, SandboxError, run_programs
 
 
 @pytest.fixture(scope="module")
@@ -205,7 +205,7 @@ def test_close_from_another_thread_stops_a_running_call():
 
 
 def test_workers_that_cannot_start_fail_loudly(monkeypatch, tmp_path):
-    monkeypatch.setattr(_sandbox_pool, "WORKER_SCRIPT", tmp_path / "missing_worker.py")
+    monkeypatch.setattr(sandbox_pool, "WORKER_SCRIPT", tmp_path / "missing_worker.py")
     with Sandbox(workers=1) as box, pytest.raises(SandboxError, match="fail to start"):
         box.run(["ans = 1"])
 

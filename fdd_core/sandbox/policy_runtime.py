@@ -1,6 +1,6 @@
 """What a program finds at run time in the sandbox worker: safe builtins, read-only module proxies, vetted str.format.
 
-Loaded only inside a worker process (see _sandbox_worker.py); it pre-imports the allowed modules there.
+Loaded only inside a worker process (see worker.py); it pre-imports the allowed modules there.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import types
 import _string  # the parser behind str.format, to vet a template's field names
 
 if __package__:  # imported as part of fdd_core (tools that import every module)
-    from ._sandbox_check import ALLOWED_MODULE_NAMES, FORBIDDEN_ATTRIBUTES, FORMAT_HOOK, Forbidden
+    from .policy_static import ALLOWED_MODULE_NAMES, FORBIDDEN_ATTRIBUTES, FORMAT_HOOK, Forbidden
 else:  # inside the worker, which has the package folder, not the package, on its path
-    from _sandbox_check import ALLOWED_MODULE_NAMES, FORBIDDEN_ATTRIBUTES, FORMAT_HOOK, Forbidden
+    from policy_static import ALLOWED_MODULE_NAMES, FORBIDDEN_ATTRIBUTES, FORMAT_HOOK, Forbidden
 
 ALLOWED_MODULES = {name: importlib.import_module(name) for name in sorted(ALLOWED_MODULE_NAMES)}
 SAFE_BUILTIN_NAMES = (

@@ -1,6 +1,6 @@
 """The static half of the sandbox policy: refuse a program's forbidden imports, names and attributes before it runs.
 
-Loaded inside the sandbox worker (see _sandbox_worker.py); the run-time half is _sandbox_policy.py.
+Loaded inside the sandbox worker (see worker.py); the run-time half is policy_runtime.py.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""Sandbox worker process: locks itself down, then runs untrusted programs one by one for fdd_core.programs.
+"""Sandbox worker process: locks itself down, then runs untrusted programs one by one for fdd_core.sandbox.
 
-Run as `python -I -S -B _sandbox_worker.py CONFIG_JSON`; never import this module from the parent process.
+Run as `python -I -S -B worker.py CONFIG_JSON`; never import this module from the parent process.
 Protocol: 4-byte big-endian length + JSON, in both directions. JSON only, so an escaped program cannot
-make the parent unpickle code. What a program may touch: _sandbox_check.py (static), _sandbox_policy.py (run time).
+make the parent unpickle code. What a program may touch: policy_static.py (static), policy_runtime.py (run time).
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from decimal import Decimal
 from fractions import Fraction
 
 if __package__:  # imported as part of fdd_core (tools that import every module); it only runs as a script
-    from . import _sandbox_check as check, _sandbox_policy as policy
+    from . import policy_runtime as policy, policy_static as check
 else:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # -I leaves the script's folder off the path
-    import _sandbox_check as check
-    import _sandbox_policy as policy
+    import policy_static as check
+    import policy_runtime as policy
 
     del sys.path[0]
 
