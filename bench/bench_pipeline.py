@@ -108,8 +108,8 @@ class TeacherServer:
 
 def solve_requests(n: int) -> list[TeacherRequest]:
     prompt = load_prompt("solve")
-    return [TeacherRequest(prompt.messages(f"A shop sells {i} apples in the morning and {2 * i + 5} in the "
-                                           "afternoon. How many apples does it sell that day?"), prompt.tag, 0, f"q{i}")
+    return [TeacherRequest.for_prompt(prompt, f"A shop sells {i} apples in the morning and {2 * i + 5} in the "
+                                      "afternoon. How many apples does it sell that day?", 0, f"q{i}")
             for i in range(n)]
 
 

@@ -31,8 +31,9 @@ from fdd_core.answers import answers_match
 from fdd_core.config import FDDConfig
 from fdd_core.sandbox import run_programs
 from fdd_core.records import Example
+from fdd_core.results import TrainCounts
 from fdd_core.store import write_jsonl
-from fdd_core.student import build_prompt, build_tiny_student, extract_program, load_student, train_student
+from fdd_core.student import build_prompt, build_tiny_student, load_student, program_from_generation, train_student
 from fdd_core.student.factory import TOKENIZER_KINDS
 from fdd_core.synthetic import make_splits, steps_of
 
@@ -54,7 +55,7 @@ def greedy_programs(model_dir: Path, questions: list[str], batch_size: int, max_
                                  pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
             new = gen if student.seq2seq else gen[:, enc["input_ids"].shape[1]:]
             for i, text in zip(idx, tok.batch_decode(new, skip_special_tokens=True)):
-                out[i] = extract_program(text)
+                out[i] = program_from_generation(text)
     return out
 
 
@@ -71,9 +72,7 @@ def train_tiny(a: argparse.Namespace, cfg: FDDConfig, work: Path, problems: list
         ticks.setdefault("start", time.perf_counter())
         ticks["end"] = time.perf_counter()
 
-    result = train_student(cfg, work / "train.jsonl", work / "round0", base=base, progress=progress,
-                           warmup=a.warmup, lr_scheduler=a.scheduler, weight_decay=a.weight_decay,
-                           group_by_length=a.group_by_length)
+    result = train_student(cfg, work / "train.jsonl", work / "round0", base=base, progress=progress)
     train_s = ticks["end"] - ticks["start"]
     config = work / "round0" / "training_config.json"
     config.write_text(json.dumps({**json.loads(config.read_text()), "train_seconds": train_s}, indent=2))
@@ -101,10 +100,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=float)
     ap.add_argument("--batch-size", type=int)
     ap.add_argument("--lr", type=float)
-    ap.add_argument("--warmup", type=float, default=0.05)
-    ap.add_argument("--scheduler", default="cosine")
-    ap.add_argument("--weight-decay", type=float, default=0.0)
-    ap.add_argument("--group-by-length", action="store_true")
+    ap.add_argument("--warmup", type=float, help="default: TrainingConfig's")
+    ap.add_argument("--scheduler", help="default: TrainingConfig's lr_scheduler")
+    ap.add_argument("--weight-decay", type=float, help="default: TrainingConfig's")
+    ap.add_argument("--group-by-length", action="store_true", default=None)
     ap.add_argument("--gen-batch", type=int, default=64)
     ap.add_argument("--max-new-tokens", type=int, default=160)
     ap.add_argument("--infer", action="store_true", help="decode with fdd_core.student.infer.generate_programs")
@@ -120,7 +119,8 @@ def main() -> None:
         if value is not None:
             setattr(cfg.student, field, value)
     for field, value in (("max_steps", a.max_steps or None), ("epochs", a.epochs), ("batch_size", a.batch_size),
-                         ("learning_rate", a.lr)):
+                         ("learning_rate", a.lr), ("warmup", a.warmup), ("lr_scheduler", a.scheduler),
+                         ("weight_decay", a.weight_decay), ("group_by_length", a.group_by_length)):
         if value is not None:
             setattr(cfg.training, field, value)
     cfg.training.device = "cpu"
@@ -130,13 +130,13 @@ def main() -> None:
     work = a.workdir or Path(tempfile.mkdtemp(prefix="fdd-bench-student-"))
     if a.eval_only:  # a model this script trained before, into --workdir
         saved = json.loads((work / "round0" / "training_config.json").read_text())
-        counts, train_s, stage_s = saved["counts"], saved["train_seconds"], saved["seconds"]
+        counts, train_s, stage_s = TrainCounts(**saved["counts"]), saved["train_seconds"], saved["seconds"]
     else:
         counts, train_s, stage_s = train_tiny(a, cfg, work, train)
     marker = json.loads((work / "base" / "fdd_student.json").read_text())
     model_dir = work / "round0" / "model"
-    print(f"trained {counts['steps']} steps on {counts['examples']} examples in {train_s:.1f} s "
-          f"(stage {stage_s:.1f} s); loss {counts['first_loss']:.3f} -> {counts['final_loss']:.3f}")
+    print(f"trained {counts.steps} steps on {counts.examples} examples in {train_s:.1f} s "
+          f"(stage {stage_s:.1f} s); loss {counts.first_loss:.3f} -> {counts.final_loss:.3f}")
 
     problems = heldout + test
     start = time.perf_counter()
@@ -159,9 +159,9 @@ def main() -> None:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "student": cfg.student.model_dump(), "training": cfg.training.model_dump(),
         "tokenizer": a.tokenizer, "vocab_size": marker["vocab_size"], "parameters": marker["parameters"],
-        "train_examples": counts["examples"], "steps": counts["steps"],
+        "train_examples": counts.examples, "steps": counts.steps,
         "train_seconds": round(train_s, 1), "stage_seconds": round(stage_s, 1),
-        "first_loss": counts["first_loss"], "final_loss": counts["final_loss"],
+        "first_loss": counts.first_loss, "final_loss": counts.final_loss,
         "decode_seconds": round(decode_s, 1),
         "heldout_seed_accuracy": round(sum(held) / len(held), 4),
         "test_accuracy_by_steps": {k: round(sum(v) / len(v), 4) for k, v in sorted(by_steps.items())},

@@ -12,15 +12,12 @@ stopping the server: on its way out it pauses its deployment through the API.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # `python deployments/serve.py` puts deployments/ first, not the repository
     sys.path.insert(0, str(REPO))
-
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # as `fdd run`: no network at litellm import
 
 
 def main(argv: list[str] | None = None) -> int:

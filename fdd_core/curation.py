@@ -15,6 +15,7 @@ from typing import Protocol
 from fdd_core.answers import answer_text, answers_match, as_number
 from fdd_core.config import CurationConfig
 from fdd_core.records import Candidate, Decision, Example
+from fdd_core.results import CurationCounts
 from fdd_core.similarity import ContaminationIndex, NearDuplicateIndex, normalize_text
 
 __all__ = [
@@ -47,14 +48,11 @@ class CurationResult:
     examples: list[Example]  # the accepted candidates as training rows, in input order
 
     @property
-    def counts(self) -> dict:
-        """{"candidates": N, "accepted": A, "dropped": {reason: n for every reason, zeros included}}."""
+    def counts(self) -> CurationCounts:
+        """Candidates, accepted, and dropped per reason (every reason, zeros included)."""
         dropped = Counter(d.reason for d in self.decisions if not d.accepted)
-        return {
-            "candidates": len(self.decisions),
-            "accepted": sum(d.accepted for d in self.decisions),
-            "dropped": {reason: dropped.get(reason, 0) for reason in REASONS},
-        }
+        return CurationCounts(candidates=len(self.decisions), accepted=sum(d.accepted for d in self.decisions),
+                              dropped={reason: dropped.get(reason, 0) for reason in REASONS})
 
 
 # ---------------------------------------------------------------------------------------------- seed solutions

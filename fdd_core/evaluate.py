@@ -12,32 +12,19 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from fdd_core.answers import answers_match, extract_answer
 from fdd_core.benchmarks import BENCHMARKS, BenchmarkError, load_benchmark
 from fdd_core.config import FDDConfig
 from fdd_core.sandbox import Sandbox
-from fdd_core.records import Problem, StageResult
-from fdd_core.store import DataFileError, atomic_write_text, iter_jsonl, write_jsonl
-from fdd_core.synthetic import make_splits, steps_of
+from fdd_core.records import EvalRow, Problem, load_problems
+from fdd_core.results import EvalCounts, EvalResult
+from fdd_core.store import atomic_write_text, write_jsonl
+from fdd_core.run_data import SYNTHETIC_TEST, synthetic_splits
+from fdd_core.synthetic import steps_of
 
 log = logging.getLogger(__name__)
 
-SYNTHETIC_TEST = "synthetic-test"  # the held-out synthetic set, rebuilt from data.* and run.seed
 BenchmarkInput = Path | str | Sequence[Problem]
-
-
-def load_problem_file(path: str | Path) -> list[Problem]:
-    """Problem rows of a JSONL file; extra keys (a feedback split, attempts) are ignored."""
-    problems = []
-    for lineno, row in iter_jsonl(path):
-        try:
-            problems.append(Problem.model_validate({k: row[k] for k in Problem.model_fields if k in row}))
-        except ValidationError as e:
-            where = ", ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-            raise DataFileError(f"{path}:{lineno}: not a Problem row ({where})") from None
-    return problems
 
 
 def resolve_benchmark(cfg: FDDConfig, name_or_path: str | Path) -> tuple[str, list[Problem]]:
@@ -46,12 +33,10 @@ def resolve_benchmark(cfg: FDDConfig, name_or_path: str | Path) -> tuple[str, li
     if text in BENCHMARKS:
         return text, load_benchmark(text, source=cfg.data.source, data_dir=cfg.data.data_dir).problems
     if text == SYNTHETIC_TEST:
-        # make_splits draws the test set from its own seeded stream, so this is the run's test set
-        _, test = make_splits(n_seed=cfg.data.n_seed, n_test=cfg.data.n_synthetic_test, seed=cfg.run.seed)
-        return SYNTHETIC_TEST, test
+        return SYNTHETIC_TEST, synthetic_splits(cfg)[1]
     path = Path(text).expanduser()
     if path.is_file():
-        return path.stem, load_problem_file(path)
+        return path.stem, load_problems(path)
     known = ", ".join([*BENCHMARKS, SYNTHETIC_TEST])
     raise BenchmarkError(f"unknown benchmark {text!r}: not a benchmark name ({known}) and no such Problem JSONL file")
 
@@ -82,7 +67,7 @@ def _resolve_all(cfg: FDDConfig, benchmarks: Mapping[str, BenchmarkInput] | None
 
 
 def score_programs(problems: Sequence[Problem], programs: Sequence[str], sandbox: Sandbox, *,
-                   texts: Sequence[str] | None = None) -> list[dict]:
+                   texts: Sequence[str] | None = None) -> list[EvalRow]:
     """One row per problem: its program run in the sandbox and the answer compared with the gold one.
 
     error is None, a sandbox error kind, no_program (nothing to run) or wrong_answer. With `texts` (the raw
@@ -95,44 +80,46 @@ def score_programs(problems: Sequence[Problem], programs: Sequence[str], sandbox
     results = dict(zip(to_run, sandbox.run([programs[i] for i in to_run])))
     rows = []
     for i, (problem, program) in enumerate(zip(problems, programs)):
-        row: dict = {"id": problem.id, "question": problem.question, "program": program, "predicted": None,
-                     "gold": problem.answer, "ok": False, "error": "no_program"}
+        row = EvalRow(id=problem.id, question=problem.question, program=program, predicted=None,
+                      gold=problem.answer, ok=False, error="no_program")
         result = results.get(i)
         if result is not None and result.ok:
-            row["predicted"] = result.answer
-            row["ok"] = answers_match(result.answer, problem.answer)
-            row["error"] = None if row["ok"] else "wrong_answer"
+            row.predicted = result.answer
+            row.ok = answers_match(result.answer, problem.answer)
+            row.error = None if row.ok else "wrong_answer"
         elif result is not None:
-            row["error"], row["message"] = result.error.value, result.message
+            row.error, row.message = result.error.value, result.message
         steps = steps_of(problem)
         if steps is not None:
-            row["steps"] = steps
+            row.steps = steps
         if texts is not None:
-            for mode in ("strict", "flexible"):
-                answer = extract_answer(texts[i], mode)
-                row[mode], row[f"{mode}_ok"] = answer, answers_match(answer, problem.answer)
+            row.strict = extract_answer(texts[i], "strict")
+            row.strict_ok = answers_match(row.strict, problem.answer)
+            row.flexible = extract_answer(texts[i], "flexible")
+            row.flexible_ok = answers_match(row.flexible, problem.answer)
             if texts[i].strip() != program:
-                row["text"] = texts[i]  # what extraction cut away is worth seeing when a row looks odd
+                row.text = texts[i]  # what extraction cut away is worth seeing when a row looks odd
         rows.append(row)
     return rows
 
 
-def summarize(rows: Sequence[dict]) -> dict:
-    """rows, correct, accuracy, error counts; accuracy by step count for synthetic rows; strict/flexible
-    answer accuracy when the rows carry those readings."""
+def summarize(rows: Sequence[EvalRow]) -> dict:
+    """eval.json's entry for one benchmark: rows, correct, accuracy, error counts; accuracy by step count for
+    synthetic rows; strict/flexible answer accuracy when the rows carry those readings."""
     n = len(rows)
-    correct = sum(r["ok"] for r in rows)
+    correct = sum(r.ok for r in rows)
     summary: dict = {"rows": n, "correct": correct, "accuracy": correct / n if n else 0.0,
-                     "errors": dict(Counter(r["error"] for r in rows if r["error"]).most_common())}
-    by_steps: dict[int, list[dict]] = {}
+                     "errors": dict(Counter(r.error for r in rows if r.error).most_common())}
+    by_steps: dict[int, list[EvalRow]] = {}
     for r in rows:
-        if r.get("steps") is not None:
-            by_steps.setdefault(r["steps"], []).append(r)
+        if r.steps is not None:
+            by_steps.setdefault(r.steps, []).append(r)
     if by_steps:
-        summary["by_steps"] = {str(s): {"rows": len(rs), "accuracy": sum(r["ok"] for r in rs) / len(rs)}
+        summary["by_steps"] = {str(s): {"rows": len(rs), "accuracy": sum(r.ok for r in rs) / len(rs)}
                                for s, rs in sorted(by_steps.items())}
-    if n and "strict_ok" in rows[0]:
-        summary["answer_accuracy"] = {m: sum(r[f"{m}_ok"] for r in rows) / n for m in ("strict", "flexible")}
+    if n and rows[0].strict_ok is not None:
+        summary["answer_accuracy"] = {"strict": sum(bool(r.strict_ok) for r in rows) / n,
+                                      "flexible": sum(bool(r.flexible_ok) for r in rows) / n}
     return summary
 
 
@@ -142,11 +129,11 @@ def file_name(benchmark: str) -> str:
 
 
 def evaluate_student(cfg: FDDConfig, model_path: Path, benchmarks: Mapping[str, BenchmarkInput] | None,
-                     out_dir: Path, *, limit: int | None = None) -> StageResult:
+                     out_dir: Path, *, limit: int | None = None) -> EvalResult:
     """Accuracy of the student on each benchmark (None: cfg.data.benchmarks), the first `limit` problems
     of each (None: cfg.data.eval_limit). All benchmarks go through one generation call (the model loads once)."""
     from fdd_core.student.infer import generate_texts
-    from fdd_core.student.prompting import extract_program
+    from fdd_core.student.prompting import program_from_generation
 
     started = time.monotonic()
     sets = _resolve_all(cfg, benchmarks, limit if limit is not None else cfg.data.eval_limit)
@@ -156,13 +143,14 @@ def evaluate_student(cfg: FDDConfig, model_path: Path, benchmarks: Mapping[str, 
                                               seed=cfg.run.seed, progress=_log_progress("evaluate"))]
     gen_seconds = time.monotonic() - gen_started
     with Sandbox.from_config(cfg.sandbox) as box:
-        rows = score_programs(problems, [extract_program(t) for t in texts], box, texts=texts)
+        rows = score_programs(problems, [program_from_generation(t) for t in texts], box, texts=texts)
     out_dir = Path(out_dir)
     outputs, summaries, start = {}, {}, 0
     for name, ps in sets.items():
         bench_rows = rows[start:start + len(ps)]
         start += len(ps)
-        outputs[f"eval-{name}"] = str(write_jsonl(out_dir / file_name(name), bench_rows))
+        outputs[f"eval-{name}"] = str(write_jsonl(out_dir / file_name(name),
+                                                  (r.model_dump(mode="json", exclude_unset=True) for r in bench_rows)))
         summaries[name] = summarize(bench_rows)
     report = {
         "student": str(model_path),
@@ -173,11 +161,8 @@ def evaluate_student(cfg: FDDConfig, model_path: Path, benchmarks: Mapping[str, 
         "problems_per_second": round(len(problems) / gen_seconds, 3) if gen_seconds > 0 and problems else None,
     }
     outputs["eval"] = str(atomic_write_text(out_dir / "eval.json", json.dumps(report, indent=2) + "\n"))
-    return StageResult(
-        stage="evaluate", outputs=outputs,
-        counts={"accuracy": report["accuracy"], "rows": {name: s["rows"] for name, s in summaries.items()}},
-        seconds=round(time.monotonic() - started, 3),
-    )
+    counts = EvalCounts(accuracy=report["accuracy"], rows={name: s["rows"] for name, s in summaries.items()})
+    return EvalResult(outputs=outputs, counts=counts, seconds=round(time.monotonic() - started, 3))
 
 
 def _log_progress(stage: str):

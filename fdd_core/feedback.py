@@ -4,18 +4,18 @@ else hard. attempts.jsonl (Problem fields + split) is what the teacher's generat
 
 from __future__ import annotations
 
-import builtins
 import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from fdd_core.config import FDDConfig
-from fdd_core.evaluate import load_problem_file, score_programs
+from fdd_core.evaluate import score_programs
 from fdd_core.profiles import ConfigError
+from fdd_core.records import Attempt, AttemptRow, Problem, load_problems
+from fdd_core.results import FeedbackCounts, FeedbackResult
 from fdd_core.sandbox import Sandbox
-from fdd_core.records import Problem, StageResult
-from fdd_core.store import write_jsonl
+from fdd_core.store import finish_stage, write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ SAMPLING_TEMPERATURE = 0.7
 
 
 def attempt_rows(problems: Sequence[Problem], programs: Sequence[Sequence[str]], sandbox: Sandbox, *,
-                 easy_min_correct: int, round: int) -> list[dict]:
+                 easy_min_correct: int, round_index: int) -> list[AttemptRow]:
     """One row per problem: its fields, split (easy when at least easy_min_correct attempts are right),
     round, correct (count) and attempts (program, predicted answer, ok, error kind of each)."""
     if len(problems) != len(programs):
@@ -34,18 +34,17 @@ def attempt_rows(problems: Sequence[Problem], programs: Sequence[Sequence[str]],
     rows = []
     for problem, tries in zip(problems, programs):
         attempts = [next(scored) for _ in tries]
-        correct = sum(a["ok"] for a in attempts)
-        rows.append({
-            **problem.model_dump(mode="json"),
-            "split": "easy" if correct >= easy_min_correct else "hard",
-            "round": round,
-            "correct": correct,
-            "attempts": [{k: a.get(k) for k in ("program", "predicted", "ok", "error")} for a in attempts],
-        })
+        correct = sum(a.ok for a in attempts)
+        rows.append(AttemptRow(
+            **problem.model_dump(), split="easy" if correct >= easy_min_correct else "hard", round=round_index,
+            correct=correct,
+            attempts=[Attempt(program=a.program, predicted=a.predicted, ok=a.ok, error=a.error) for a in attempts],
+        ))
     return rows
 
 
-def run_feedback(cfg: FDDConfig, model_path: Path, pool_path: Path, out_dir: Path, *, round: int) -> StageResult:
+def run_feedback(cfg: FDDConfig, model_path: Path, pool_path: Path, out_dir: Path, *,
+                 round_index: int) -> FeedbackResult:
     """The student answers the pool samples_per_problem times (greedy for one attempt, sampled for more)
     and each problem is split easy/hard; writes out_dir/attempts.jsonl."""
     from fdd_core.student.infer import generate_programs
@@ -63,14 +62,15 @@ def run_feedback(cfg: FDDConfig, model_path: Path, pool_path: Path, out_dir: Pat
         inference = cfg.inference.model_copy(update={"temperature": SAMPLING_TEMPERATURE})
     else:
         inference = cfg.inference
-    pool = load_problem_file(pool_path)
+    pool = load_problems(pool_path)
     # a seed per round: a problem kept in the pool gets fresh attempts, not the last round's draws
     programs = generate_programs(model_path, [p.question for p in pool], inference,
-                                 samples=fb.samples_per_problem, seed=cfg.run.seed + round)
+                                 samples=fb.samples_per_problem, seed=cfg.run.seed + round_index)
     with Sandbox.from_config(cfg.sandbox) as box:
-        rows = attempt_rows(pool, programs, box, easy_min_correct=fb.easy_min_correct, round=round)
+        rows = attempt_rows(pool, programs, box, easy_min_correct=fb.easy_min_correct, round_index=round_index)
     path = write_jsonl(Path(out_dir) / "attempts.jsonl", rows)
-    easy = sum(r["split"] == "easy" for r in rows)
-    return StageResult(stage="feedback", outputs={"attempts": str(path)},
-                       counts={"pool": len(rows), "easy": easy, "hard": len(rows) - easy},
-                       seconds=builtins.round(time.monotonic() - started, 3))  # `round` is the parameter
+    easy = sum(r.split == "easy" for r in rows)
+    result = FeedbackResult(outputs={"attempts": str(path)},
+                            counts=FeedbackCounts(pool=len(rows), easy=easy, hard=len(rows) - easy),
+                            seconds=round(time.monotonic() - started, 3))
+    return finish_stage(out_dir, {"pool": pool_path}, result)

@@ -15,21 +15,22 @@ from pathlib import Path
 from fdd_core.config import FDDConfig
 from fdd_core.curation import ContaminationIndex, curate_solutions, curate_variants
 from fdd_core.sandbox import Sandbox
-from fdd_core.records import Candidate, Problem, StageResult, TeacherUsage
-from fdd_core.store import iter_jsonl, read_jsonl, write_jsonl
+from fdd_core.records import AttemptRow, Candidate, Problem, load_problems
+from fdd_core.results import CurationCounts, GenerationResult, TeacherUsage
+from fdd_core.store import finish_stage, iter_jsonl, read_jsonl, write_jsonl
 from fdd_core.teacher.client import TeacherClient, TeacherReply, TeacherRequest
 from fdd_core.teacher.parsing import parse_reply
 from fdd_core.teacher.prompts import load_prompt
 from fdd_core.teacher.response_store import ResponseStore
 
 
-def generate_solutions(cfg: FDDConfig, problems_path: Path, out_dir: Path, *, round: int = 0) -> StageResult:
+def generate_solutions(cfg: FDDConfig, problems_path: Path, out_dir: Path, *, round_index: int = 0) -> GenerationResult:
     """k program-of-thought solutions per problem, kept when the program runs and matches the gold answer."""
     started = time.monotonic()
     problems = load_problems(problems_path)
     prompt = load_prompt("solve")
     requests = [
-        TeacherRequest(prompt.messages(p.question), prompt.tag, sample, request_id=f"{p.id}#{sample}")
+        TeacherRequest.for_prompt(prompt, p.question, sample, request_id=f"{p.id}#{sample}")
         for p in problems
         for sample in range(cfg.teacher.k_solutions)
     ]
@@ -39,32 +40,32 @@ def generate_solutions(cfg: FDDConfig, problems_path: Path, out_dir: Path, *, ro
     for reply in replies:
         problem = by_id[reply.request.request_id.rsplit("#", 1)[0]]
         candidates.append(
-            _candidate(cfg, reply, "solve", problem, round=round, split="seed",
-                       id=f"r{round}-solve-{reply.request.request_id}", gold=problem.answer)
+            _candidate(cfg, reply, "solve", problem, round=round_index, split="seed",
+                       id=f"r{round_index}-solve-{reply.request.request_id}", gold=problem.answer)
         )
     with _sandbox(cfg) as sandbox:
         result = curate_solutions(candidates, sandbox, sources={p.id: p.source for p in problems})
-    return _write(out_dir, "generate_solutions", candidates, result, usage, started)
+    return _write(out_dir, "generate_solutions", candidates, result, usage, started, {"problems": problems_path})
 
 
 def generate_variants(
     cfg: FDDConfig,
-    pool_path: Path,
+    attempts_path: Path,
     out_dir: Path,
     *,
-    round: int,
+    round_index: int,
     train_path: Path | None = None,
     test_paths: Sequence[Path] = (),
-) -> StageResult:
+) -> GenerationResult:
     """Harder variants of easy problems and similar problems for hard ones, verified by independent votes.
 
-    pool_path holds problems with a `split` of easy or hard (the feedback stage's attempts);
+    attempts_path holds the feedback stage's attempts (AttemptRow: a problem and its easy/hard split);
     train_path the current distillation set (new questions must not duplicate it); test_paths
     the benchmark test sets to decontaminate against, as Problem JSONL.
     """
     started = time.monotonic()
-    pool = [(Problem.model_validate({k: row[k] for k in Problem.model_fields if k in row}), row["split"])
-            for _, row in iter_jsonl(pool_path)]
+    attempted = [AttemptRow.model_validate(row) for _, row in iter_jsonl(attempts_path)]
+    pool = [(Problem.model_validate(row.model_dump(include=set(Problem.model_fields))), row.split) for row in attempted]
     requests, parents = [], {}
     for problem, split in pool:
         kind = "harder" if split == "easy" else "similar"
@@ -73,26 +74,28 @@ def generate_variants(
         for i in range(count):
             # A problem stays in the pool round after round: each round asks for new samples of it,
             # where the same sample index would only fetch last round's variant from the store.
-            sample = round * count + i
+            sample = round_index * count + i
             request_id = f"{kind}-{problem.id}#{sample}"
             parents[request_id] = (problem, split, kind)
-            requests.append(TeacherRequest(prompt.messages(problem.question), prompt.tag, sample, request_id))
+            requests.append(TeacherRequest.for_prompt(prompt, problem.question, sample, request_id))
     replies, usage = _ask_teacher(cfg, requests)
     candidates = []
     for reply in replies:
         problem, split, kind = parents[reply.request.request_id]
         candidates.append(
-            _candidate(cfg, reply, kind, problem, round=round, split=split, id=f"r{round}-{reply.request.request_id}")
+            _candidate(cfg, reply, kind, problem, round=round_index, split=split,
+                       id=f"r{round_index}-{reply.request.request_id}")
         )
     votes, vote_usage = _vote(cfg, [c for c in candidates if not c.parse_error])
-    usage = _add_usage(usage, vote_usage)
+    usage = usage + vote_usage
     known = [row["question"] for row in read_jsonl(train_path)] if train_path else []
     index = ContaminationIndex.from_problems(
         [p for path in test_paths for p in load_problems(path)], n=cfg.curation.decontamination_ngram
     )
     with _sandbox(cfg) as sandbox:
         result = curate_variants(candidates, votes, sandbox, cfg=cfg.curation, known_questions=known, contamination=index)
-    return _write(out_dir, "generate_variants", candidates, result, usage, started)
+    inputs = {"attempts": attempts_path} | ({"train": train_path} if train_path else {})
+    return _write(out_dir, "generate_variants", candidates, result, usage, started, inputs)
 
 
 def problems_file(source: str, out_dir: Path, cfg: FDDConfig, *, limit: int | None = None) -> Path:
@@ -109,16 +112,11 @@ def problems_file(source: str, out_dir: Path, cfg: FDDConfig, *, limit: int | No
     return write_jsonl(Path(out_dir) / "problems.jsonl", problems)
 
 
-def load_problems(path: Path) -> list[Problem]:
-    """Problem rows of a JSONL file; extra keys (e.g. a feedback split) are ignored."""
-    return [Problem.model_validate({k: row[k] for k in Problem.model_fields if k in row}) for _, row in iter_jsonl(path)]
-
-
 def _vote(cfg: FDDConfig, candidates: list[Candidate]) -> tuple[dict[str, list[str]], TeacherUsage]:
     """Independent teacher solutions of each new question: the self-consistency check's ballots."""
     prompt = load_prompt("solve")
     requests = [
-        TeacherRequest(prompt.messages(c.question), prompt.tag, sample, request_id=c.id)
+        TeacherRequest.for_prompt(prompt, c.question, sample, request_id=c.id)
         for c in candidates
         for sample in range(cfg.curation.votes)
     ]
@@ -160,24 +158,18 @@ def _candidate(cfg: FDDConfig, reply: TeacherReply, kind: str, parent: Problem, 
     )
 
 
-def _add_usage(a: TeacherUsage, b: TeacherUsage) -> TeacherUsage:
-    cost = None if a.cost_usd is None or b.cost_usd is None else a.cost_usd + b.cost_usd
-    saved = None if a.saved_usd is None or b.saved_usd is None else a.saved_usd + b.saved_usd
-    numbers = {k: getattr(a, k) + getattr(b, k) for k in
-               ("requests", "cached", "failed", "skipped_budget", "prompt_tokens", "completion_tokens")}
-    return TeacherUsage(**numbers, cost_usd=cost, saved_usd=saved)
-
-
 def _sandbox(cfg: FDDConfig) -> Sandbox:
     return Sandbox.from_config(cfg.sandbox)
 
 
-def _write(out_dir: Path, stage: str, candidates, result, usage: TeacherUsage, started: float) -> StageResult:
+def _write(out_dir: Path, stage: str, candidates, result, usage: TeacherUsage, started: float,
+           inputs: dict[str, Path]) -> GenerationResult:
     out_dir = Path(out_dir)
     outputs = {
         "candidates": str(write_jsonl(out_dir / "candidates.jsonl", candidates)),
         "decisions": str(write_jsonl(out_dir / "decisions.jsonl", result.decisions)),
         "accepted": str(write_jsonl(out_dir / "accepted.jsonl", result.examples)),
     }
-    return StageResult(stage=stage, outputs=outputs, counts=result.counts, teacher=usage,
-                       seconds=round(time.monotonic() - started, 3))
+    done = GenerationResult(stage=stage, outputs=outputs, counts=result.counts, teacher=usage,
+                            seconds=round(time.monotonic() - started, 3))
+    return finish_stage(out_dir, inputs, done)

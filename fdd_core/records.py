@@ -6,9 +6,13 @@ reported with its field name rather than crashing a stage three steps later.
 
 from __future__ import annotations
 
-from typing import Literal
+import os
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fdd_core.store import DataFileError, iter_jsonl
 
 
 class Problem(BaseModel):
@@ -23,6 +27,19 @@ class Problem(BaseModel):
     solution: str | None = Field(
         default=None, description="Reference worked solution where the source has one (GSM8K train, GSM-Hard code)."
     )
+
+
+def load_problems(path: str | os.PathLike) -> list[Problem]:
+    """Problem rows of a JSONL file; extra keys (a feedback split, attempts) are ignored. A row that is not a
+    Problem raises DataFileError naming the file, line and field."""
+    problems = []
+    for lineno, row in iter_jsonl(path):
+        try:
+            problems.append(Problem.model_validate({k: row[k] for k in Problem.model_fields if k in row}))
+        except ValidationError as e:
+            where = ", ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+            raise DataFileError(f"{path}:{lineno}: not a Problem row ({where})") from None
+    return problems
 
 
 Kind = Literal["solve", "harder", "similar"]
@@ -78,24 +95,45 @@ class Example(BaseModel):
     prompt: str | None = None
 
 
-class TeacherUsage(BaseModel):
-    """What a stage asked of the teacher; cost_usd is None when the model's price is unknown."""
+class Attempt(BaseModel):
+    """One of the student's attempts at a pool problem."""
 
-    requests: int = Field(0, description="Paid requests that returned a reply.")
-    cached: int = Field(0, description="Replies served from the response store (free).")
-    failed: int = Field(0, description="Requests that failed after retries.")
-    skipped_budget: int = Field(0, description="Requests not sent because the budget was reached.")
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float | None = 0.0
-    saved_usd: float | None = Field(0.0, description="Spend the response store saved.")
+    model_config = ConfigDict(extra="forbid")
+
+    program: str
+    predicted: Any = Field(None, description="The program's answer (None when it did not run).")
+    ok: bool
+    error: str | None = Field(None, description="None, a sandbox error kind, no_program or wrong_answer.")
 
 
-class StageResult(BaseModel):
-    """What a stage returns: paths and small numbers, never models or big lists."""
+class AttemptRow(Problem):
+    """A row of attempts.jsonl: a pool problem, the student's attempts and the split they decide."""
 
-    stage: str
-    outputs: dict[str, str] = Field(default_factory=dict, description="Output name -> file path.")
-    counts: dict = Field(default_factory=dict, description="Rows in, out, dropped by reason ...")
-    teacher: TeacherUsage | None = None
-    seconds: float = 0.0
+    split: Literal["easy", "hard"] = Field(description="easy when at least feedback.easy_min_correct attempts are right.")
+    round: int = Field(description="The round whose student made the attempts.")
+    correct: int = Field(description="Attempts whose answer matches the gold one.")
+    attempts: list[Attempt]
+
+
+class EvalRow(BaseModel):
+    """A row of eval-<benchmark>.jsonl: the student's program for one problem, run and scored.
+
+    Optional fields are written only when they apply (model_dump(exclude_unset=True)).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    question: str
+    program: str
+    predicted: Any = None
+    gold: str
+    ok: bool = False
+    error: str | None = Field("no_program", description="None, a sandbox error kind, no_program or wrong_answer.")
+    message: str | None = Field(None, description="The sandbox's message when the program failed.")
+    steps: int | None = Field(None, description="Synthetic problems: the number of reasoning steps.")
+    strict: str | None = Field(None, description="The answer a strict reading of the generated text finds.")
+    strict_ok: bool | None = None
+    flexible: str | None = Field(None, description="The answer a flexible reading (last number) finds.")
+    flexible_ok: bool | None = None
+    text: str | None = Field(None, description="The raw generation, when extraction cut something away.")

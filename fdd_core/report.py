@@ -1,6 +1,6 @@
 """The run's report: report.json (the stable schema users script against), report.md and accuracy.png.
 
-report.json: {"rounds": [{"round", "train_size", "easy", "hard", "candidates", "accepted",
+report.json: {"rounds": [RoundRow: {"round", "train_size", "easy", "hard", "candidates", "accepted",
 "teacher": {"requests", "cached", "tokens", "cost_usd"}, "accuracy": {benchmark: value}, "seconds"}],
 "run_dir", "config"}; cost_usd is null when the teacher's price is unknown.
 """
@@ -9,73 +9,54 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
 
+from fdd_core.results import RoundRow
 from fdd_core.store import atomic_write_text
 
-ROUND_KEYS = ("round", "train_size", "easy", "hard", "candidates", "accepted", "teacher", "accuracy", "seconds")
-
-
-def round_row(*, round: int, train_size: int, easy: int = 0, hard: int = 0, candidates: int = 0, accepted: int = 0,
-              teacher: dict | None = None, accuracy: dict[str, float], seconds: float) -> dict[str, Any]:
-    """One round of report.json; teacher holds requests, cached, tokens and cost_usd (None = unknown)."""
-    teacher = teacher or {}
-    return {
-        "round": round, "train_size": train_size, "easy": easy, "hard": hard,
-        "candidates": candidates, "accepted": accepted,
-        "teacher": {"requests": teacher.get("requests", 0), "cached": teacher.get("cached", 0),
-                    "tokens": teacher.get("tokens", 0), "cost_usd": teacher.get("cost_usd", 0.0)},
-        "accuracy": dict(accuracy), "seconds": round_seconds(seconds),
-    }
-
-
-def round_seconds(seconds: float) -> float:
-    return round(float(seconds), 1)
-
-
-def write_report(run_dir: Path, rounds: list[dict], config: dict) -> dict[str, str]:
+def write_report(run_dir: Path, rounds: Sequence[RoundRow], config: dict) -> dict[str, str]:
     """report.json, report.md and accuracy.png in run_dir; returns their paths."""
     run_dir = Path(run_dir)
-    report = {"rounds": rounds, "run_dir": str(run_dir), "config": config}
+    report = {"rounds": [r.model_dump(mode="json") for r in rounds], "run_dir": str(run_dir), "config": config}
     paths = {
         "json": str(atomic_write_text(run_dir / "report.json", json.dumps(report, indent=2) + "\n")),
         "plot": str(plot_accuracy(rounds, run_dir / "accuracy.png")),
     }
-    paths["markdown"] = str(atomic_write_text(run_dir / "report.md", markdown(report)))
+    paths["markdown"] = str(atomic_write_text(run_dir / "report.md", markdown(run_dir, rounds)))
     return paths
 
 
-def table(rounds: list[dict]) -> tuple[list[str], list[list[str]]]:
+def table(rounds: Sequence[RoundRow]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the per-round table, as printed by `fdd run` and shown in the Prefect UI."""
-    benchmarks = sorted({name for r in rounds for name in r["accuracy"]})
+    benchmarks = sorted({name for r in rounds for name in r.accuracy})
     header = ["round", "train", "easy", "hard", "candidates", "accepted", "requests", "cached", "cost",
               *benchmarks, "seconds"]
     rows = []
     for r in rounds:
-        t = r["teacher"]
-        cost = "unknown" if t["cost_usd"] is None else f"${t['cost_usd']:.4f}"
-        accuracy = [f"{r['accuracy'][b]:.1%}" if b in r["accuracy"] else "-" for b in benchmarks]
-        rows.append([str(r["round"]), str(r["train_size"]), str(r["easy"]), str(r["hard"]), str(r["candidates"]),
-                     str(r["accepted"]), str(t["requests"]), str(t["cached"]), cost, *accuracy, f"{r['seconds']:.0f}"])
+        t = r.teacher
+        cost = "unknown" if t.cost_usd is None else f"${t.cost_usd:.4f}"
+        accuracy = [f"{r.accuracy[b]:.1%}" if b in r.accuracy else "-" for b in benchmarks]
+        rows.append([str(r.round), str(r.train_size), str(r.easy), str(r.hard), str(r.candidates),
+                     str(r.accepted), str(t.requests), str(t.cached), cost, *accuracy, f"{r.seconds:.0f}"])
     return header, rows
 
 
-def text_table(rounds: list[dict]) -> str:
+def text_table(rounds: Sequence[RoundRow]) -> str:
     header, rows = table(rounds)
     widths = [max(len(x) for x in column) for column in zip(header, *rows)]
     return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(line, widths)) for line in [header, *rows])
 
 
-def markdown(report: dict) -> str:
-    header, rows = table(report["rounds"])
-    lines = [f"# FDD run: {Path(report['run_dir']).name}", "", "| " + " | ".join(header) + " |",
+def markdown(run_dir: Path, rounds: Sequence[RoundRow]) -> str:
+    header, rows = table(rounds)
+    lines = [f"# FDD run: {Path(run_dir).name}", "", "| " + " | ".join(header) + " |",
              "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     lines += ["", "![accuracy per round](accuracy.png)", ""]
     return "\n".join(lines)
 
 
-def plot_accuracy(rounds: list[dict], path: Path) -> Path:
+def plot_accuracy(rounds: Sequence[RoundRow], path: Path) -> Path:
     """Accuracy per round, one line per benchmark, as a PNG."""
     import matplotlib
 
@@ -83,12 +64,12 @@ def plot_accuracy(rounds: list[dict], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    for name in sorted({n for r in rounds for n in r["accuracy"]}):
-        points = [(r["round"], r["accuracy"][name]) for r in rounds if name in r["accuracy"]]
+    for name in sorted({n for r in rounds for n in r.accuracy}):
+        points = [(r.round, r.accuracy[name]) for r in rounds if name in r.accuracy]
         ax.plot([p[0] for p in points], [100 * p[1] for p in points], marker="o", label=name)
     ax.set_xlabel("round")
     ax.set_ylabel("accuracy (%)")
-    ax.set_xticks([r["round"] for r in rounds])
+    ax.set_xticks([r.round for r in rounds])
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend()

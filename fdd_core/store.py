@@ -12,7 +12,10 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+
+R = TypeVar("R")  # a stage's result (fdd_core.results.StageResult): outputs and a pydantic dump
 
 
 class DataFileError(ValueError):
@@ -93,11 +96,19 @@ def write_manifest(folder: str | os.PathLike, *, inputs: dict[str, str], outputs
     damaged since) and must be redone; see verify_manifest.
     """
     record = {
-        "inputs": {name: {"path": str(p), "sha256": file_sha256(p)} for name, p in inputs.items()},
+        "inputs": {name: {"path": str(p), "sha256": tree_sha256(Path(p))} for name, p in inputs.items()},
         "outputs": {name: {"path": str(p), "sha256": tree_sha256(Path(p))} for name, p in outputs.items()},
         **facts,
     }
     return atomic_write_text(Path(folder) / MANIFEST, json.dumps(record, indent=2, default=str) + "\n")
+
+
+def finish_stage(out_dir: str | os.PathLike, inputs: dict[str, str | os.PathLike], result: R) -> R:
+    """End a stage: its folder's MANIFEST (inputs, outputs, the result) written last, so an interrupted stage
+    never looks finished. Every stage folder ends this way."""
+    write_manifest(out_dir, inputs={name: str(p) for name, p in inputs.items()}, outputs=result.outputs,
+                   result=result.model_dump(mode="json"))
+    return result
 
 
 def verify_manifest(folder: str | os.PathLike, inputs: dict[str, str] | None = None) -> dict | None:
@@ -110,7 +121,7 @@ def verify_manifest(folder: str | os.PathLike, inputs: dict[str, str] | None = N
                 return None
         if inputs is not None:
             recorded = {name: entry["sha256"] for name, entry in record["inputs"].items()}
-            if recorded != {name: file_sha256(p) for name, p in inputs.items()}:
+            if recorded != {name: tree_sha256(Path(p)) for name, p in inputs.items()}:
                 return None
     except (OSError, ValueError, KeyError, TypeError):
         return None

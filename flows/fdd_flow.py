@@ -12,7 +12,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from fdd_core.config import FDDConfig
 from fdd_core.interrupts import redeliver_swallowed_interrupts
 from fdd_core.profiles import config_to_yaml
-from fdd_core.report import round_row, table, write_report
+from fdd_core.report import table, write_report
+from fdd_core.results import RoundRow, RoundSummary, RunResult
 from fdd_core.store import atomic_write_text
 from tasks.caching import needs_refresh
 from tasks.stages import (
@@ -33,50 +34,40 @@ def _run(task, out_dir: Path, *args, **kwargs):
     return task.with_options(refresh_cache=needs_refresh(out_dir))(*args, **kwargs)
 
 
-def _teacher(result) -> dict:
-    t = result.teacher
-    return {"requests": t.requests, "cached": t.cached, "tokens": t.prompt_tokens + t.completion_tokens,
-            "cost_usd": t.cost_usd}
-
-
-def _add(a: dict, b: dict) -> dict:
-    cost = None if a["cost_usd"] is None or b["cost_usd"] is None else a["cost_usd"] + b["cost_usd"]
-    return {k: a[k] + b[k] for k in ("requests", "cached", "tokens")} | {"cost_usd": cost}
-
-
 @flow(name="fdd-round", log_prints=True)
-def fdd_round(cfg: FDDConfig, round: int, run_dir: str, train: str, benchmarks: dict[str, str], base: str,
-              last: bool, best: float | None = None, previous_model: str | None = None) -> dict:
+def fdd_round(cfg: FDDConfig, round_index: int, run_dir: str, train: str, benchmarks: dict[str, str], base: str,
+              last: bool, best: float | None = None, previous_model: str | None = None) -> RoundSummary:
     """Train from the base on this round's set, evaluate; then, unless this round ends the run (the last
     one, or held-out accuracy gained less than run.min_gain over `best`), feedback and new problems."""
-    rdir = Path(run_dir) / "rounds" / f"r{round}"
+    rdir = Path(run_dir) / "rounds" / f"r{round_index}"
     trained = _run(train_task, rdir / "student", cfg, train, str(rdir / "student"), base, previous_model)
     model = trained.outputs["model"]
     evaluated = _run(evaluate_task, rdir / "eval", cfg, model, benchmarks, str(rdir / "eval"))
-    summary = {"model": model, "accuracy": evaluated.counts["accuracy"], "train_size": trained.counts["examples"],
-               "seconds": trained.seconds + evaluated.seconds, "next_train": None, "easy": 0, "hard": 0,
-               "candidates": 0, "accepted": 0, "teacher": {"requests": 0, "cached": 0, "tokens": 0, "cost_usd": 0.0},
-               "budget_exhausted": False, "stop": "last round" if last else None}
-    gain = summary["accuracy"].get(cfg.data.benchmarks[0], 0.0) - best if best is not None else None
+    summary = RoundSummary(model=model, accuracy=evaluated.counts.accuracy, train_size=trained.counts.examples,
+                           seconds=trained.seconds + evaluated.seconds, stop="last round" if last else None)
+    primary = cfg.data.benchmarks[0]
+    gain = summary.accuracy.get(primary, 0.0) - best if best is not None else None
     if gain is not None and cfg.run.min_gain is not None and gain < cfg.run.min_gain:
-        summary["stop"] = f"{cfg.data.benchmarks[0]} accuracy gained {gain:+.3f}, less than run.min_gain"
-    if summary["stop"] is None:
-        pool = pool_task(train, str(rdir / "pool.jsonl"))
-        fb = _run(feedback_task, rdir / "feedback", cfg, model, pool.outputs["pool"], str(rdir / "feedback"), round)
+        summary.stop = f"{primary} accuracy gained {gain:+.3f}, less than run.min_gain"
+    if summary.stop is None:
+        pool = _run(pool_task, rdir / "pool", train, str(rdir / "pool"))
+        fb = _run(feedback_task, rdir / "feedback", cfg, model, pool.outputs["pool"], str(rdir / "feedback"),
+                  round_index)
         tests = list(benchmarks.values())
         gen = _run(generate_variants_task, rdir / "variants", cfg, fb.outputs["attempts"], str(rdir / "variants"),
-                   round + 1, train, tests)
-        nxt = grow_training_set_task(train, [gen.outputs["accepted"]],
-                                     str(Path(run_dir) / "rounds" / f"r{round + 1}" / "train.jsonl"))
-        summary.update(next_train=nxt.outputs["train"], easy=fb.counts["easy"], hard=fb.counts["hard"],
-                       candidates=gen.counts["candidates"], accepted=gen.counts["accepted"], teacher=_teacher(gen),
-                       stop="the teacher budget ran out" if gen.teacher.skipped_budget else None,
-                       seconds=summary["seconds"] + fb.seconds + gen.seconds)
+                   round_index + 1, train, tests)
+        nxt = _run(grow_training_set_task, rdir.parent / f"r{round_index + 1}" / "training_set", train,
+                   [gen.outputs["accepted"]], str(rdir.parent / f"r{round_index + 1}" / "training_set"))
+        summary = summary.model_copy(update=dict(
+            next_train=nxt.outputs["train"], easy=fb.counts.easy, hard=fb.counts.hard,
+            candidates=gen.counts.candidates, accepted=gen.counts.accepted, teacher=gen.teacher,
+            stop="the teacher budget ran out" if gen.teacher.skipped_budget else None,
+            seconds=summary.seconds + fb.seconds + gen.seconds))
     return summary
 
 
 @flow(name="fdd", log_prints=True)
-def fdd(cfg: FDDConfig = FDDConfig()) -> dict:
+def fdd(cfg: FDDConfig = FDDConfig()) -> RunResult:
     """Feedback-Driven Distillation: teacher solutions for the seeds, then train, evaluate, feedback and
     generate, round after round, until `run.rounds`, a gain below `run.min_gain`, or the teacher budget."""
     redeliver_swallowed_interrupts()  # a deployment's cancel (SIGTERM) landing in a garbage collection still stops it
@@ -87,28 +78,26 @@ def fdd(cfg: FDDConfig = FDDConfig()) -> dict:
     benchmarks = {name: data.outputs[name] for name in cfg.data.benchmarks}
     r0 = run_dir / "rounds" / "r0"
     init = _run(generate_solutions_task, r0 / "solutions", cfg, data.outputs["seed"], str(r0 / "solutions"))
-    train = grow_training_set_task(None, [init.outputs["accepted"]], str(r0 / "train.jsonl")).outputs["train"]
+    train = _run(grow_training_set_task, r0 / "training_set", None, [init.outputs["accepted"]],
+                 str(r0 / "training_set")).outputs["train"]
     base = base_checkpoint_task(cfg, str(run_dir), train)
-    rows, previous_model, best = [], None, None
+    rows: list[RoundRow] = []
+    previous_model, best = None, None
     primary = cfg.data.benchmarks[0]
     for r in range(cfg.run.rounds + 1):
         summary = fdd_round.with_options(flow_run_name=f"round-{r}")(
             cfg, r, str(run_dir), train, benchmarks, base, r == cfg.run.rounds, best, previous_model)
         # round 0's teacher work and time include the initial solutions of the seed problems
-        usage = _add(_teacher(init), summary["teacher"]) if r == 0 else summary["teacher"]
-        seconds = summary["seconds"] + (init.seconds if r == 0 else 0.0)
-        row = round_row(round=r, train_size=summary["train_size"], easy=summary["easy"], hard=summary["hard"],
-                        candidates=summary["candidates"], accepted=summary["accepted"], teacher=usage,
-                        accuracy=summary["accuracy"], seconds=seconds)
+        row = summary.row(r, extra=init.teacher if r == 0 else None, extra_seconds=init.seconds if r == 0 else 0.0)
         rows.append(row)
         header, cells = table([row])
         create_table_artifact([dict(zip(header, cells[0]))], key=f"round-{r}", description=f"FDD round {r}")
-        accuracy = summary["accuracy"].get(primary, 0.0)
+        accuracy = summary.accuracy.get(primary, 0.0)
         best = accuracy if best is None else max(best, accuracy)
-        if summary["stop"] or summary["next_train"] is None:
-            print(f"stopping after round {r}: {summary['stop']}")
+        if summary.stop or summary.next_train is None:
+            print(f"stopping after round {r}: {summary.stop}")
             break
-        train, previous_model = summary["next_train"], summary["model"]
+        train, previous_model = summary.next_train, summary.model
     paths = write_report(run_dir, rows, cfg.model_dump(mode="json"))
     create_markdown_artifact(Path(paths["markdown"]).read_text(), key="fdd-report", description="FDD run report")
-    return {"run_dir": str(run_dir), "report": paths["json"], "rounds": rows}
+    return RunResult(run_dir=str(run_dir), report=paths["json"], rounds=rows)

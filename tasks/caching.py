@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fdd_core.config import FDDConfig
-from fdd_core.records import StageResult
-from fdd_core.store import tree_sha256, verify_manifest, write_manifest
+from fdd_core.store import tree_sha256, verify_manifest
 
 
 def config_fields(cfg: FDDConfig, fields: Sequence[str]) -> dict[str, Any]:
@@ -58,12 +57,6 @@ def stage_cache_key(stage: str, version: int, fields: Sequence[str], inputs: Seq
 def _content(path: str | None) -> list | None:
     """A path and the hash of what it holds now (None for a missing optional input)."""
     return [str(path), tree_sha256(Path(path)) if Path(path).exists() else None] if path else None
-
-
-def record_stage(out_dir: Path, inputs: dict[str, str], result: StageResult) -> StageResult:
-    """Write the stage's manifest last, so an interrupted stage never looks finished."""
-    write_manifest(out_dir, inputs=inputs, outputs=result.outputs, result=result.model_dump(mode="json"))
-    return result
 
 
 def needs_refresh(out_dir: Path) -> bool:

@@ -1,6 +1,7 @@
-"""One thin Prefect task per fdd_core stage: retries where they help, the `gpu` tag, cache keys, manifests.
+"""One thin Prefect task per fdd_core stage: retries where they help, the `gpu` tag, cache keys.
 
-Tasks take and return paths and small StageResults. Each calls exactly one fdd_core stage.
+Tasks take paths and return the stage's typed result. Each calls exactly one fdd_core stage, which ends its
+folder with a MANIFEST (fdd_core.store.finish_stage); a cache key's version changes with the stage's outputs.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from fdd_core.config import FDDConfig
 from fdd_core.evaluate import evaluate_student
 from fdd_core.feedback import run_feedback
 from fdd_core.generation import generate_solutions, generate_variants
-from fdd_core.records import StageResult
-from fdd_core.rounds import grow_training_set, pool_from_training_set, prepare_data
+from fdd_core.results import DataResult, EvalResult, FeedbackResult, GenerationResult, PoolResult, TrainingSetResult
+from fdd_core.results import TrainResult
+from fdd_core.run_data import grow_training_set, pool_from_training_set, prepare_data
+from fdd_core.store import read_jsonl
 from fdd_core.student.factory import base_checkpoint
 from fdd_core.student.train import train_student
-from fdd_core.store import read_jsonl
-from tasks.caching import record_stage, stage_cache_key
+from tasks.caching import stage_cache_key
 from tasks.progress import progress_artifact
 
 TEACHER = ["teacher", "budget", "curation", "sandbox", "run.seed"]
@@ -29,20 +31,19 @@ HOUR = 3600
 
 # Cheap, deterministic stages are not cached across runs: redoing them costs less than checking them.
 @task(name="prepare-data", cache_policy=NO_CACHE)
-def prepare_data_task(cfg: FDDConfig, out_dir: str) -> StageResult:
+def prepare_data_task(cfg: FDDConfig, out_dir: str) -> DataResult:
     return prepare_data(cfg, Path(out_dir))
 
 
 @task(name="generate-solutions", retries=2, retry_delay_seconds=10, timeout_seconds=12 * HOUR,
-      cache_key_fn=stage_cache_key("generate_solutions", 1, TEACHER, ["problems"]), persist_result=True)
-def generate_solutions_task(cfg: FDDConfig, problems: str, out_dir: str) -> StageResult:
-    result = generate_solutions(cfg, Path(problems), Path(out_dir), round=0)
-    return record_stage(Path(out_dir), {"problems": problems}, result)
+      cache_key_fn=stage_cache_key("generate_solutions", 2, TEACHER, ["problems"]), persist_result=True)
+def generate_solutions_task(cfg: FDDConfig, problems: str, out_dir: str) -> GenerationResult:
+    return generate_solutions(cfg, Path(problems), Path(out_dir), round_index=0)
 
 
 @task(name="grow-training-set", cache_policy=NO_CACHE)
-def grow_training_set_task(previous: str | None, accepted: list[str], out_path: str) -> StageResult:
-    return grow_training_set(Path(previous) if previous else None, [Path(p) for p in accepted], Path(out_path))
+def grow_training_set_task(previous: str | None, accepted: list[str], out_dir: str) -> TrainingSetResult:
+    return grow_training_set(Path(previous) if previous else None, [Path(p) for p in accepted], Path(out_dir))
 
 
 # Not cached by Prefect: base_checkpoint itself reuses the run's base folder when it is there and was built from
@@ -54,38 +55,34 @@ def base_checkpoint_task(cfg: FDDConfig, run_dir: str, train: str) -> str:
 
 
 @task(name="train", tags=["gpu"], timeout_seconds=24 * HOUR, persist_result=True,
-      cache_key_fn=stage_cache_key("train", 1, [*STUDENT, "training"], ["train", "base", "previous"]))
-def train_task(cfg: FDDConfig, train: str, out_dir: str, base: str, previous: str | None = None) -> StageResult:
+      cache_key_fn=stage_cache_key("train", 2, [*STUDENT, "training"], ["train", "base", "previous"]))
+def train_task(cfg: FDDConfig, train: str, out_dir: str, base: str, previous: str | None = None) -> TrainResult:
     with progress_artifact("train", f"training the student on {Path(train).name}") as progress:
-        result = train_student(cfg, Path(train), Path(out_dir), base=base,
-                               previous=Path(previous) if previous else None, progress=progress)
-    return record_stage(Path(out_dir), {"train": train}, result)
+        return train_student(cfg, Path(train), Path(out_dir), base=base,
+                             previous=Path(previous) if previous else None, progress=progress)
 
 
 @task(name="evaluate", tags=["gpu"], retries=1, retry_delay_seconds=10, timeout_seconds=6 * HOUR, persist_result=True,
-      cache_key_fn=stage_cache_key("evaluate", 1, ["inference", "sandbox", "data.eval_limit", "run.seed"],
+      cache_key_fn=stage_cache_key("evaluate", 2, ["inference", "sandbox", "data.eval_limit", "run.seed"],
                                    ["model", "benchmarks"]))
-def evaluate_task(cfg: FDDConfig, model: str, benchmarks: dict[str, str], out_dir: str) -> StageResult:
-    result = evaluate_student(cfg, Path(model), {name: Path(p) for name, p in benchmarks.items()}, Path(out_dir))
-    return record_stage(Path(out_dir), dict(benchmarks), result)
+def evaluate_task(cfg: FDDConfig, model: str, benchmarks: dict[str, str], out_dir: str) -> EvalResult:
+    return evaluate_student(cfg, Path(model), {name: Path(p) for name, p in benchmarks.items()}, Path(out_dir))
 
 
 @task(name="feedback", tags=["gpu"], retries=1, retry_delay_seconds=10, timeout_seconds=6 * HOUR, persist_result=True,
-      cache_key_fn=stage_cache_key("feedback", 1, ["inference", "feedback", "sandbox", "run.seed"], ["model", "pool"]))
-def feedback_task(cfg: FDDConfig, model: str, pool: str, out_dir: str, round: int) -> StageResult:
-    result = run_feedback(cfg, Path(model), Path(pool), Path(out_dir), round=round)
-    return record_stage(Path(out_dir), {"pool": pool}, result)
+      cache_key_fn=stage_cache_key("feedback", 2, ["inference", "feedback", "sandbox", "run.seed"], ["model", "pool"]))
+def feedback_task(cfg: FDDConfig, model: str, pool: str, out_dir: str, round_index: int) -> FeedbackResult:
+    return run_feedback(cfg, Path(model), Path(pool), Path(out_dir), round_index=round_index)
 
 
 @task(name="pool", cache_policy=NO_CACHE)
-def pool_task(train: str, out_path: str) -> StageResult:
-    return pool_from_training_set(Path(train), Path(out_path))
+def pool_task(train: str, out_dir: str) -> PoolResult:
+    return pool_from_training_set(Path(train), Path(out_dir))
 
 
 @task(name="generate-variants", retries=2, retry_delay_seconds=10, timeout_seconds=12 * HOUR, persist_result=True,
-      cache_key_fn=stage_cache_key("generate_variants", 1, [*TEACHER, "feedback"], ["attempts", "train", "tests"]))
-def generate_variants_task(cfg: FDDConfig, attempts: str, out_dir: str, round: int, train: str,
-                           tests: list[str]) -> StageResult:
-    result = generate_variants(cfg, Path(attempts), Path(out_dir), round=round, train_path=Path(train),
-                               test_paths=[Path(p) for p in tests])
-    return record_stage(Path(out_dir), {"attempts": attempts, "train": train}, result)
+      cache_key_fn=stage_cache_key("generate_variants", 2, [*TEACHER, "feedback"], ["attempts", "train", "tests"]))
+def generate_variants_task(cfg: FDDConfig, attempts: str, out_dir: str, round_index: int, train: str,
+                           tests: list[str]) -> GenerationResult:
+    return generate_variants(cfg, Path(attempts), Path(out_dir), round_index=round_index, train_path=Path(train),
+                             test_paths=[Path(p) for p in tests])

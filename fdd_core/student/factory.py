@@ -216,8 +216,9 @@ def load_model(path_or_id: str | Path, *, seq2seq: bool, dtype: Any = None) -> A
     return auto.from_pretrained(str(path_or_id), dtype=dtype or torch.float32)
 
 
-def _has_tokenizer(folder: Path) -> bool:
-    return any((folder / name).exists() for name in ("tokenizer.json", "tokenizer_config.json"))
+def has_tokenizer_files(folder: Path) -> bool:
+    """Whether folder holds a tokenizer of its own (an adapter folder may not: then the base's is used)."""
+    return any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json", "spiece.model"))
 
 
 def load_student(path_or_id: str | Path, *, architecture: str = "auto", device: str = "cpu") -> Student:
@@ -243,7 +244,7 @@ def _load(folder: Path, path_or_id: str | Path, architecture: str, dtype: Any) -
         base = PeftConfig.from_pretrained(str(folder)).base_model_name_or_path
         seq2seq = is_seq2seq(base, architecture)
         model = PeftModel.from_pretrained(load_model(base, seq2seq=seq2seq, dtype=dtype), str(folder))
-        tokenizer = load_tokenizer(folder if _has_tokenizer(folder) else base)
+        tokenizer = load_tokenizer(folder if has_tokenizer_files(folder) else base)
     else:
         seq2seq = is_seq2seq(path_or_id, architecture)
         model = load_model(path_or_id, seq2seq=seq2seq, dtype=dtype)

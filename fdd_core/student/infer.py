@@ -20,7 +20,7 @@ from typing import Any
 
 from fdd_core.config import InferenceConfig
 from fdd_core.profiles import ConfigError
-from fdd_core.student.prompting import build_prompt, extract_program
+from fdd_core.student.prompting import build_prompt, program_from_generation
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def generate_programs(
 ) -> list[list[str]]:
     """Per question (input order), `samples` programs: greedy when cfg.temperature is 0, else sampled."""
     texts = generate_texts(model_path, questions, cfg, samples=samples, seed=seed, progress=progress, device=device)
-    return [[extract_program(t) for t in row] for row in texts]
+    return [[program_from_generation(t) for t in row] for row in texts]
 
 
 def generate_texts(
@@ -209,9 +209,9 @@ def vllm_python(cfg: InferenceConfig) -> Path:
 def _generate_vllm(info: StudentInfo, questions: list[str], cfg: InferenceConfig, *, n: int, seed: int,
                    progress: Progress | None, device: str, ignore_eos: bool) -> list[list[str]]:
     python = vllm_python(cfg)
-    from fdd_core.student.factory import load_tokenizer
+    from fdd_core.student.factory import has_tokenizer_files, load_tokenizer
 
-    tokenizer_from = str(info.path) if _has_tokenizer(info.path) else info.base
+    tokenizer_from = str(info.path) if has_tokenizer_files(info.path) else info.base
     tokenizer = load_tokenizer(tokenizer_from)  # no weights: the GPU is the child's alone
     job = {
         "model": info.base,
@@ -233,10 +233,6 @@ def _generate_vllm(info: StudentInfo, questions: list[str], cfg: InferenceConfig
     if progress is not None:
         progress(len(questions), len(questions))
     return out
-
-
-def _has_tokenizer(path: Path) -> bool:
-    return any((path / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json", "spiece.model"))
 
 
 def run_vllm_worker(python: Path, job: dict) -> dict:

@@ -19,6 +19,8 @@ IGNORE_INDEX = -100
 # Where a generated program ends when the model runs on past its EOS (sampling, a missed stop token):
 # special tokens of the common families, a closing code fence, or the model starting a new question.
 STOP_MARKERS = ("</s>", "<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|end|>", "<pad>", "\nQuestion:")
+# An unclosed fence runs to the end: generation often stops inside the block. (Teacher replies are parsed
+# by other rules: teacher/parsing.py: program_from_reply.)
 _FENCE_RE = re.compile(r"```[ \t]*(?:python|py|Python)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
 
 
@@ -55,7 +57,7 @@ def build_target(tokenizer: Any, program: str, *, seq2seq: bool | None = None) -
     return program + tokenizer.eos_token
 
 
-def extract_program(generated: str) -> str:
+def program_from_generation(generated: str) -> str:
     """The program in generated text: the body of the first code fence if there is one, cut at a stop marker."""
     text = generated
     cut = min((i for i in (text.find(m) for m in STOP_MARKERS) if i >= 0), default=-1)

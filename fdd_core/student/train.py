@@ -12,13 +12,15 @@ import math
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..config import FDDConfig
-from ..records import Example, StageResult
-from ..store import atomic_write_text, read_jsonl
+from ..config import FDDConfig, TrainingConfig
+from ..records import Example
+from ..results import TrainCounts, TrainResult
+from ..store import atomic_write_text, finish_stage, read_jsonl
 from .factory import is_seq2seq, load_model, load_tokenizer, quiet_transformers, resolve_device, save_dir_atomically
 from .prompting import IGNORE_INDEX, encode_example
 
@@ -47,7 +49,25 @@ def lora_targets(model: Any, seq2seq: bool) -> list[str] | None:
     return found or None
 
 
-def _dataset(cfg: FDDConfig, tokenizer: Any, examples: list[Example], seq2seq: bool) -> tuple[list[dict], int]:
+def load_examples(train_path: Path) -> list[Example]:
+    examples = [Example.model_validate(row) for row in read_jsonl(train_path)]
+    if not examples:
+        raise ValueError(f"{train_path}: no training examples")
+    return examples
+
+
+def checkpoint_is_seq2seq(cfg: FDDConfig, start: Path | str) -> bool:
+    """A checkpoint knows what it is; cfg.student.architecture only decides what from_config builds."""
+    seq2seq = is_seq2seq(start)
+    if seq2seq != (cfg.student.architecture == "seq2seq"):
+        log.warning("%s is %s; student.architecture says %s: using the checkpoint's", start,
+                    "seq2seq" if seq2seq else "causal", cfg.student.architecture)
+    return seq2seq
+
+
+def encode_examples(cfg: FDDConfig, tokenizer: Any, examples: list[Example], seq2seq: bool,
+                    train_path: Path) -> tuple[list[dict], int]:
+    """Tokenised rows (loss on the program only) and how many examples were too long to keep."""
     rows, too_long = [], 0
     for ex in examples:
         row = encode_example(tokenizer, ex.question, ex.program, seq2seq=seq2seq, max_length=cfg.student.max_length)
@@ -55,10 +75,106 @@ def _dataset(cfg: FDDConfig, tokenizer: Any, examples: list[Example], seq2seq: b
             too_long += 1
         else:
             rows.append(row)
+    if not rows:
+        raise ValueError(f"{train_path}: every example is longer than student.max_length={cfg.student.max_length}")
     return rows, too_long
 
 
-def _progress_callback(progress: Callable[[int, int], None] | None, log: list[dict]) -> Any:
+def precision_for(device: str) -> str:
+    """bf16 (fp16 without bf16 support) autocast over float32 master weights on CUDA; fp32 on the CPU."""
+    import torch
+
+    if device != "cuda":
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def build_model(cfg: FDDConfig, start: Path | str, seq2seq: bool) -> Any:
+    """The start checkpoint in float32, with LoRA adapters when training.method is lora."""
+    from transformers import set_seed
+
+    set_seed(cfg.run.seed)  # before loading: LoRA's initialisation draws from it
+    with quiet_transformers():
+        model = load_model(start, seq2seq=seq2seq)
+    if cfg.training.method != "lora":
+        return model
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    tc = cfg.training
+    lora = LoraConfig(
+        r=tc.lora_r, lora_alpha=tc.lora_alpha, lora_dropout=tc.lora_dropout,
+        target_modules=lora_targets(model, seq2seq),
+        task_type=TaskType.SEQ_2_SEQ_LM if seq2seq else TaskType.CAUSAL_LM,
+    )
+    return get_peft_model(model, lora)
+
+
+def total_steps(tc: TrainingConfig, n_rows: int) -> int:
+    """training.max_steps, else training.epochs over the rows in optimiser steps (at least one)."""
+    batches_per_epoch = math.ceil(n_rows / (tc.batch_size * tc.gradient_accumulation_steps))
+    return tc.max_steps or max(1, math.ceil(tc.epochs * batches_per_epoch))
+
+
+def training_arguments(cfg: FDDConfig, output_dir: Path, steps: int, *, device: str, precision: str) -> Any:
+    """TrainingArguments from cfg.training: no checkpoints, no reports, logs through our callback only."""
+    from transformers import TrainingArguments
+
+    tc = cfg.training
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=tc.batch_size,
+        gradient_accumulation_steps=tc.gradient_accumulation_steps,
+        num_train_epochs=tc.epochs,
+        max_steps=steps,
+        learning_rate=tc.learning_rate,
+        lr_scheduler_type=tc.lr_scheduler,
+        warmup_steps=tc.warmup,  # transformers reads < 1 as a share of the steps too
+        weight_decay=tc.weight_decay,
+        logging_strategy="steps",
+        logging_steps=tc.logging_steps,
+        logging_first_step=True,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        log_level="error",
+        seed=cfg.run.seed,
+        data_seed=cfg.run.seed,
+        use_cpu=device == "cpu",
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        dataloader_num_workers=0,
+        train_sampling_strategy="group_by_length" if tc.group_by_length else "random",
+        remove_unused_columns=False,
+    )
+
+
+@contextmanager
+def _scratch_dir(out_dir: Path) -> Iterator[Path]:
+    """The Trainer wants an output_dir; with save_strategy="no" it stays empty and is removed at the end."""
+    scratch = Path(tempfile.mkdtemp(dir=out_dir, prefix=".trainer-"))
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def build_trainer(model: Any, tokenizer: Any, rows: list[dict], args: Any, *, seq2seq: bool,
+                  progress: Callable[[int, int], None] | None, train_log: list[dict]) -> Any:
+    from transformers import DataCollatorForSeq2Seq, Trainer
+    from transformers.trainer_callback import PrinterCallback
+
+    collator = DataCollatorForSeq2Seq(
+        tokenizer, model=model if seq2seq else None, label_pad_token_id=IGNORE_INDEX, padding=True
+    )
+    trainer = Trainer(
+        model=model, args=args, train_dataset=rows, data_collator=collator, processing_class=tokenizer,
+        callbacks=[_progress_callback(progress, train_log)],
+    )
+    trainer.remove_callback(PrinterCallback)  # it prints every log dict when tqdm is off
+    return trainer
+
+
+def _progress_callback(progress: Callable[[int, int], None] | None, train_log: list[dict]) -> Any:
     from transformers import TrainerCallback
 
     class Report(TrainerCallback):
@@ -72,7 +188,7 @@ def _progress_callback(progress: Callable[[int, int], None] | None, log: list[di
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs:
-                log.append({"step": state.global_step, **logs})
+                train_log.append({"step": state.global_step, **logs})
 
     return Report()
 
@@ -85,137 +201,62 @@ def train_student(
     base: Path | str,
     previous: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
-    warmup: float = 0.05,
-    weight_decay: float = 0.0,
-    lr_scheduler: str = "cosine",
-    gradient_accumulation_steps: int = 1,
-    lora_dropout: float = 0.05,
-    logging_steps: int = 10,
-    group_by_length: bool = False,
-) -> StageResult:
+) -> TrainResult:
     """Fine-tune on train_path (JSONL of Example) and save out_dir/model (merged for LoRA, plus out_dir/adapter),
     its tokenizer, out_dir/train_log.jsonl and out_dir/training_config.json (written last).
-
-    Knobs not (yet) in TrainingConfig: warmup (< 1: a share of the steps), weight_decay, lr_scheduler,
-    gradient_accumulation_steps, lora_dropout, logging_steps, group_by_length (batches of similar length: less
-    padding, but on the tiny student at lr 3e-3 it cut held-out accuracy from ~94% to 20%; bench_student_learning.py).
-    """
-    import torch
-    import transformers
-    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
-    from transformers.trainer_callback import PrinterCallback
-
+    Every hyperparameter comes from cfg.training."""
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     # training_config.json is written last: it marks a finished stage, so a re-run first removes the old one
     (out_dir / "training_config.json").unlink(missing_ok=True)
-    tc = cfg.training
-    examples = [Example.model_validate(row) for row in read_jsonl(train_path)]
-    if not examples:
-        raise ValueError(f"{train_path}: no training examples")
+    examples = load_examples(train_path)
     start = start_checkpoint(cfg, base, previous)
-    # A checkpoint knows what it is; cfg.student.architecture only decides what from_config builds.
-    seq2seq = is_seq2seq(start)
-    if seq2seq != (cfg.student.architecture == "seq2seq"):
-        log.warning("%s is %s; student.architecture says %s: using the checkpoint's", start,
-                    "seq2seq" if seq2seq else "causal", cfg.student.architecture)
+    seq2seq = checkpoint_is_seq2seq(cfg, start)
     tokenizer = load_tokenizer(start)
-    rows, too_long = _dataset(cfg, tokenizer, examples, seq2seq)
-    if not rows:
-        raise ValueError(f"{train_path}: every example is longer than student.max_length={cfg.student.max_length}")
-
-    device = resolve_device(tc.device)
-    use_bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
-    use_fp16 = device == "cuda" and not use_bf16
-    set_seed(cfg.run.seed)  # before loading: LoRA's initialisation draws from it
-    with quiet_transformers():
-        model = load_model(start, seq2seq=seq2seq)  # float32 master weights; bf16/fp16 autocast on CUDA
-    if tc.method == "lora":
-        from peft import LoraConfig, TaskType, get_peft_model
-
-        lora = LoraConfig(
-            r=tc.lora_r, lora_alpha=tc.lora_alpha, lora_dropout=lora_dropout,
-            target_modules=lora_targets(model, seq2seq),
-            task_type=TaskType.SEQ_2_SEQ_LM if seq2seq else TaskType.CAUSAL_LM,
-        )
-        model = get_peft_model(model, lora)
-
-    batches_per_epoch = math.ceil(len(rows) / (tc.batch_size * gradient_accumulation_steps))
-    total_steps = tc.max_steps or max(1, math.ceil(tc.epochs * batches_per_epoch))
-    log: list[dict] = []
-    # The Trainer wants an output_dir; with save_strategy="no" it stays empty and is removed at the end.
-    scratch = Path(tempfile.mkdtemp(dir=out_dir, prefix=".trainer-"))
-    try:
-        args = TrainingArguments(
-            output_dir=str(scratch),
-            per_device_train_batch_size=tc.batch_size,
-            gradient_accumulation_steps=gradient_accumulation_steps,
-            num_train_epochs=tc.epochs,
-            max_steps=total_steps,
-            learning_rate=tc.learning_rate,
-            lr_scheduler_type=lr_scheduler,
-            warmup_steps=warmup,
-            weight_decay=weight_decay,
-            logging_strategy="steps",
-            logging_steps=logging_steps,
-            logging_first_step=True,
-            save_strategy="no",
-            report_to="none",
-            disable_tqdm=True,
-            log_level="error",
-            seed=cfg.run.seed,
-            data_seed=cfg.run.seed,
-            use_cpu=device == "cpu",
-            bf16=use_bf16,
-            fp16=use_fp16,
-            dataloader_num_workers=0,
-            train_sampling_strategy="group_by_length" if group_by_length else "random",
-            remove_unused_columns=False,
-        )
-        collator = DataCollatorForSeq2Seq(
-            tokenizer, model=model if seq2seq else None, label_pad_token_id=IGNORE_INDEX, padding=True
-        )
-        trainer = Trainer(
-            model=model, args=args, train_dataset=rows, data_collator=collator, processing_class=tokenizer,
-            callbacks=[_progress_callback(progress, log)],
-        )
-        trainer.remove_callback(PrinterCallback)  # it prints every log dict when tqdm is off
+    rows, too_long = encode_examples(cfg, tokenizer, examples, seq2seq, train_path)
+    device = resolve_device(cfg.training.device)
+    precision = precision_for(device)
+    model = build_model(cfg, start, seq2seq)  # float32 master weights; bf16/fp16 autocast on CUDA
+    steps = total_steps(cfg.training, len(rows))
+    train_log: list[dict] = []
+    with _scratch_dir(out_dir) as scratch:
+        args = training_arguments(cfg, scratch, steps, device=device, precision=precision)
+        trainer = build_trainer(model, tokenizer, rows, args, seq2seq=seq2seq, progress=progress, train_log=train_log)
         with quiet_transformers():
             output = trainer.train()
-            outputs = _save(trainer.model, tokenizer, out_dir, lora=tc.method == "lora", start=start)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    losses = [row["loss"] for row in log if "loss" in row]
-    counts = {
-        "examples": len(rows),
+            outputs = _save(trainer.model, tokenizer, out_dir, lora=cfg.training.method == "lora", start=start)
+    counts = _counts(output, train_log, examples=len(rows), too_long=too_long)
+    seconds = round(time.perf_counter() - started, 3)
+    facts = {"base": str(base), "start": str(start), "train_path": str(train_path), "seq2seq": seq2seq,
+             "device": device, "precision": precision, "total_steps": steps, "counts": counts, "seconds": seconds}
+    outputs.update(write_logs(out_dir, train_log, cfg, facts))
+    result = TrainResult(outputs=outputs, counts=TrainCounts(**counts), seconds=seconds)
+    return finish_stage(out_dir, {"train": train_path}, result)
+
+
+def _counts(output: Any, train_log: list[dict], *, examples: int, too_long: int) -> dict:
+    losses = [row["loss"] for row in train_log if "loss" in row]
+    return {
+        "examples": examples,
         "too_long": too_long,
         "steps": output.global_step,
         "train_loss": round(float(output.training_loss), 6),
         "first_loss": losses[0] if losses else None,
         "final_loss": losses[-1] if losses else None,
     }
-    seconds = time.perf_counter() - started
-    atomic_write_text(out_dir / "train_log.jsonl", "".join(json.dumps(row) + "\n" for row in log))
-    resolved = {
-        "fdd_config": cfg.model_dump(mode="json"),
-        "base": str(base),
-        "start": str(start),
-        "train_path": str(train_path),
-        "seq2seq": seq2seq,
-        "device": device,
-        "precision": "bf16" if use_bf16 else "fp16" if use_fp16 else "fp32",
-        "total_steps": total_steps,
-        "knobs": {"warmup": warmup, "weight_decay": weight_decay, "lr_scheduler": lr_scheduler,
-                  "gradient_accumulation_steps": gradient_accumulation_steps, "lora_dropout": lora_dropout,
-                  "group_by_length": group_by_length},
-        "counts": counts,
-        "seconds": round(seconds, 3),
-        "versions": {"transformers": transformers.__version__, "torch": torch.__version__},
-    }
-    outputs["log"] = str(out_dir / "train_log.jsonl")
-    outputs["config"] = str(atomic_write_text(out_dir / "training_config.json", json.dumps(resolved, indent=2) + "\n"))
-    return StageResult(stage="train", outputs=outputs, counts=counts, seconds=round(seconds, 3))
+
+
+def write_logs(out_dir: Path, train_log: list[dict], cfg: FDDConfig, facts: dict) -> dict[str, str]:
+    """out_dir/train_log.jsonl, then out_dir/training_config.json (the resolved config, facts, versions)."""
+    import torch
+    import transformers
+
+    atomic_write_text(out_dir / "train_log.jsonl", "".join(json.dumps(row) + "\n" for row in train_log))
+    resolved = {"fdd_config": cfg.model_dump(mode="json"), **facts,
+                "versions": {"transformers": transformers.__version__, "torch": torch.__version__}}
+    config = atomic_write_text(out_dir / "training_config.json", json.dumps(resolved, indent=2) + "\n")
+    return {"log": str(out_dir / "train_log.jsonl"), "config": str(config)}
 
 
 def _save(model: Any, tokenizer: Any, out_dir: Path, *, lora: bool, start: Path | str) -> dict[str, str]:

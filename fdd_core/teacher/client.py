@@ -13,10 +13,8 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
-
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetch of the price map
 
 import litellm  # noqa: E402
 import openai  # noqa: E402  (litellm's exceptions subclass openai's; their bases classify retries)
@@ -24,6 +22,7 @@ import openai  # noqa: E402  (litellm's exceptions subclass openai's; their base
 from fdd_core.config import BudgetConfig, TeacherConfig  # noqa: E402
 # costs also quiets litellm's stdout banners (suppress_debug_info)
 from fdd_core.teacher.costs import FREE_PROVIDERS, BudgetLedger, TeacherStats, is_priced, token_cost  # noqa: E402
+from fdd_core.teacher.prompts import KIND_HEADER, KINDS, Prompt, RequestKind  # noqa: E402
 from fdd_core.teacher.response_store import ResponseStore, StoredReply  # noqa: E402
 
 log = logging.getLogger("fdd.teacher")
@@ -44,6 +43,19 @@ class TeacherRequest:
     prompt: str  # prompt tag, e.g. "solve.v1": part of the cache key
     sample_index: int = 0  # k-th sample of the same messages: its own seed and its own cache entry
     request_id: str = ""  # the caller's id for the row; not part of the cache key
+    # What is asked (solve, harder, similar): sent with the call as the KIND_HEADER header, which
+    # real providers ignore and the offline teacher answers by. Not part of the cache key (the
+    # prompt tag already names it), so stored replies keep their keys.
+    kind: RequestKind = field(kw_only=True)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"TeacherRequest.kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+
+    @classmethod
+    def for_prompt(cls, prompt: Prompt, question: str, sample_index: int = 0, request_id: str = "") -> TeacherRequest:
+        """The request of `prompt` for `question`: its messages, tag and kind."""
+        return cls(prompt.messages(question), prompt.tag, sample_index, request_id, kind=prompt.kind)
 
 
 @dataclass(frozen=True)
@@ -280,6 +292,9 @@ class TeacherClient:
             # we must see every attempt to count it, honour Retry-After, and never pay twice unseen.
             "max_retries": 0,
             "drop_params": True,  # providers without `seed` (Anthropic...) drop it instead of failing
+            # The kind as data, never parsed from the prompt: litellm sends extra_headers as HTTP
+            # headers (our server reads it) and hands them to a custom provider as `headers`.
+            "extra_headers": {KIND_HEADER: request.kind},
             **self.params(request),
         }
         if cfg.api_base:

@@ -5,10 +5,7 @@ The offline teacher (model "fdd-offline/...") is free: a known 0.0, not an unkno
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetch of the price map
 
 import litellm  # noqa: E402
 

@@ -1,5 +1,12 @@
-"""The offline teacher: answers FDD's three requests from the prompt text alone, with no API key and
-no network, and the litellm custom provider `fdd-offline/<name>` that serves it through litellm.
+"""The offline teacher: answers FDD's three requests with no API key and no network, and the litellm
+custom provider `fdd-offline/<name>` that serves it through litellm.
+
+A request's kind (solve, harder, similar) is data that travels with it, the X-FDD-Request-Kind
+header (prompts.KIND_HEADER, sent by the client through litellm's extra_headers), never read from
+the prompt's text: editing a prompt file cannot change what the teacher answers. The problem is the
+text after the last "Problem:" of the last user message (all of it without one). A request with no
+kind (curl, or litellm called without the header) is answered as a solve request, as a request
+without a task line always was; a kind other than the three is refused (ValueError; 400 over HTTP).
 
 It solves the embedded synthetic domain exactly, GSM8K train problems from a "reference book" of
 their worked solutions (an LLM would not need one; real users of GSM8K use a real teacher), and
@@ -17,12 +24,12 @@ import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from fdd_core import synthetic
+from fdd_core.teacher.prompts import KIND_HEADER, KINDS
 
 PROVIDER = "fdd-offline"
-_TASK = re.compile(r"###\s*Task:\s*(solve|harder|similar)\b", re.I)
 _PROBLEM = re.compile(r"^Problem:[ \t]*", re.M)
 # GSM8K calculator annotation <<48/2=24>>; the value after the last '=' is the stated result.
 _ANNOTATION = re.compile(r"<<([^<>]*)=([^<>=]*)>>")
@@ -171,17 +178,40 @@ def message_text(content: Any) -> str:
     return content if isinstance(content, str) else ""
 
 
-def request_kind(messages: list[dict]) -> tuple[str | None, str]:
-    """(task kind or None, problem text) of the last user message."""
+def problem_text(messages: list[dict]) -> str:
+    """The problem of a request: the last user message's text after its last "Problem:" (all of it without one)."""
     last = next((message_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
-    kind = _TASK.search(last)
     starts = list(_PROBLEM.finditer(last))
-    problem = last[starts[-1].end():].strip() if starts else last.strip()
-    return (kind.group(1).lower() if kind else None), problem
+    return last[starts[-1].end():].strip() if starts else last.strip()
+
+
+def parse_kind(value: str | None) -> str | None:
+    """A request's kind as it came (any case, spaces around): 'solve', 'harder' or 'similar', or None
+    when the request carries none; ValueError for any other value."""
+    if value is None or not value.strip():
+        return None
+    kind = value.strip().lower()
+    if kind not in KINDS:
+        raise ValueError(f"unknown request kind {value.strip()!r}: expected one of {', '.join(KINDS)}")
+    return kind
+
+
+def kind_from_headers(headers: Mapping[str, Any] | None) -> str | None:
+    """parse_kind of the KIND_HEADER among a request's headers (names in any case)."""
+    values = [v for k, v in dict(headers or {}).items() if str(k).lower() == KIND_HEADER.lower()]
+    return parse_kind(str(values[-1])) if values else None
+
+
+class OfflineCompletion(NamedTuple):
+    """n sampled replies to one request and its token usage (characters // 4, as a tokenizer would)."""
+
+    texts: list[str]
+    prompt_tokens: int
+    completion_tokens: int
 
 
 class OfflineTeacher:
-    """Replies like an LLM teacher would, deterministic in (messages, sample_index, seed)."""
+    """Replies like an LLM teacher would, deterministic in (messages, kind, sample_index, seed)."""
 
     def __init__(self, error_rate: float = 0.1, seed: int = 0,
                  reference: Path | str | Mapping[str, str] | None = None) -> None:
@@ -195,10 +225,23 @@ class OfflineTeacher:
             reference = load_reference(Path(reference))
         self.reference: Mapping[str, str] = reference or {}
 
-    def reply(self, messages: list[dict], sample_index: int = 0) -> str:
-        """The reply text to one sample of a request: samples of one request may differ."""
-        kind, problem = request_kind(messages)
-        key = (self.seed, kind, problem, sample_index)
+    def complete(self, messages: list[dict], kind: str | None = None, n: int = 1, first_seed: int = 0
+                 ) -> OfflineCompletion:
+        """One chat completion: the replies of samples first_seed..first_seed+n-1 of a request of
+        this kind (see reply), and its usage. The litellm provider and the HTTP server both answer with it."""
+        texts = [self.reply(messages, first_seed + i, kind) for i in range(n)]
+        prompt = sum(len(message_text(m.get("content"))) for m in messages) // 4
+        return OfflineCompletion(texts, prompt, sum(len(t) for t in texts) // 4)
+
+    def reply(self, messages: list[dict], sample_index: int = 0, kind: str | None = None) -> str:
+        """The reply text to one sample of a request: samples of one request may differ.
+
+        kind is the request's kind (solve, harder, similar), as the request carries it; None (a
+        request without one) is answered as solve. ValueError for any other kind.
+        """
+        kind = parse_kind(kind)
+        problem = problem_text(messages)
+        key = (self.seed, kind, problem, sample_index)  # None stays None: replies as they always were
         kind = kind or "solve"
         question, program = self._answer(kind, problem, _rng("content", *key))
         prose_rng = _rng("prose", *key)
@@ -309,25 +352,29 @@ def _provider_class() -> type:
     from litellm.types.utils import Choices, Message
 
     class OfflineTeacherLLM(CustomLLM):
-        """litellm provider `fdd-offline/<anything>`: n replies, sample indices seed..seed+n-1."""
+        """litellm provider `fdd-offline/<anything>`: n replies, sample indices seed..seed+n-1, of the
+        kind the KIND_HEADER extra header names."""
 
         def __init__(self, teacher: OfflineTeacher) -> None:
             super().__init__()
             self.teacher = teacher
 
         def completion(self, model: str, messages: list, *_: Any, model_response: Any = None,
-                       optional_params: dict | None = None, **__: Any) -> Any:
+                       optional_params: dict | None = None, headers: dict | None = None, **__: Any) -> Any:
+            # litellm hands a custom provider the call's extra_headers as `headers`: the kind is there.
             params = optional_params or {}
             if not messages:
                 raise CustomLLMError(status_code=400, message="messages must not be empty")
+            try:
+                kind = kind_from_headers(headers)
+            except ValueError as e:
+                raise CustomLLMError(status_code=400, message=str(e)) from None
             first, n = int(params.get("seed") or 0), int(params.get("n") or 1)
-            texts = [self.teacher.reply(messages, first + i) for i in range(n)]
+            texts, prompt, done = self.teacher.complete(messages, kind, n, first)
             model_response.choices = [
                 Choices(index=i, finish_reason="stop", message=Message(role="assistant", content=t))
                 for i, t in enumerate(texts)
             ]
-            prompt = sum(len(message_text(m.get("content"))) for m in messages) // 4
-            done = sum(len(t) for t in texts) // 4
             model_response.usage = Usage(prompt_tokens=prompt, completion_tokens=done, total_tokens=prompt + done)
             model_response.model = f"{PROVIDER}/{model}"
             return model_response

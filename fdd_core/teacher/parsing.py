@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)```", re.S | re.I)
+# A reply's code block must be closed (an open one means the reply was cut off); the student's generations
+# are cut differently (student/prompting.py: program_from_generation).
 _OPEN_FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n", re.I)
+_FENCE = re.compile(_OPEN_FENCE.pattern + r"(.*?)```", re.S | re.I)
 _QUESTION = re.compile(r"^[ \t>*#_]*(?:new\s+)?(?:question|problem)[ \t*_]*:[ \t*_]*(.*)$", re.I | re.M)
 _ANSWERS = re.compile(r"^\s*(ans\s*=|def\s+solution\s*\()", re.M)
 
@@ -28,7 +30,7 @@ class ParsedReply:
         return self.reason is None
 
 
-def extract_program(text: str) -> tuple[str, str | None]:
+def program_from_reply(text: str) -> tuple[str, str | None]:
     """The program of a reply and None, or "" and the reason there is none.
 
     Of several blocks, the last one that assigns `ans` or defines `solution()` wins: models often
@@ -70,7 +72,7 @@ def parse_reply(text: str | None, kind: str) -> ParsedReply:
         question, reason = extract_question(raw)
         if reason:
             return ParsedReply("", "", raw, reason)
-    program, reason = extract_program(raw)
+    program, reason = program_from_reply(raw)
     if reason:
         return ParsedReply("", "", raw, reason)
     return ParsedReply(question, program, raw)

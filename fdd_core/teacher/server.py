@@ -1,16 +1,18 @@
 """An OpenAI-compatible HTTP server around the offline teacher (`fdd teacher serve`), with injected
 faults (429s, 500s, hangs, fixed latency) for fault and throughput tests, and a JSONL request log.
+
+A request's kind (solve, harder, similar) comes in the X-FDD-Request-Kind header, which the teacher
+client sends with every call; a request without it (curl) is answered as solve, one with another
+value is refused with a 400 (see fdd_core.teacher.offline).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hashlib
 import itertools
 import json
 import random
-import sys
 import time
 import uuid
 from datetime import datetime, timezone
@@ -21,7 +23,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from fdd_core.teacher.offline import OfflineTeacher, message_text, request_kind
+from fdd_core.teacher.offline import OfflineTeacher, parse_kind
+from fdd_core.teacher.prompts import KIND_HEADER
 
 MODEL_ID = "fdd-offline"
 
@@ -66,11 +69,9 @@ def _error(status: int, message: str, kind: str, code: str | None = None, header
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _completion(teacher: OfflineTeacher, req: ChatRequest) -> dict[str, Any]:
+def _completion(teacher: OfflineTeacher, req: ChatRequest, kind: str | None) -> dict[str, Any]:
     first = req.seed if req.seed is not None else 0
-    texts = [teacher.reply(req.messages, first + i) for i in range(req.n)]
-    prompt = sum(len(message_text(m.get("content"))) for m in req.messages) // 4
-    done = sum(len(t) for t in texts) // 4
+    texts, prompt, done = teacher.complete(req.messages, kind, req.n, first)
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
         "object": "chat.completion",
@@ -92,11 +93,10 @@ def create_app(teacher: OfflineTeacher, faults: FaultPlan, log_path: Path | None
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
 
-    def log(status: int | str, outcome: str, req: ChatRequest | None, started: float) -> None:
-        # What was asked, never who asked: no headers, no key, and a hash instead of the prompt.
+    def log(status: int | str, outcome: str, req: ChatRequest | None, started: float, kind: str | None = None) -> None:
+        # What was asked, never who asked: no key, only the kind header, and a hash instead of the prompt.
         if log_path is None:
             return
-        kind = request_kind(req.messages)[0] if req else None
         digest = hashlib.sha256(json.dumps(req.messages, sort_keys=True).encode()).hexdigest() if req else None
         line = {
             "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "status": status,
@@ -123,27 +123,32 @@ def create_app(teacher: OfflineTeacher, faults: FaultPlan, log_path: Path | None
         except (ValidationError, ValueError) as e:
             log(400, "bad_request", None, started)
             return _error(400, f"invalid request: {str(e)[:500]}", "invalid_request_error")
-        if req.stream:
+        try:
+            kind = parse_kind(request.headers.get(KIND_HEADER))
+        except ValueError as e:
             log(400, "bad_request", req, started)
+            return _error(400, f"invalid request: {KIND_HEADER}: {str(e)[:200]}", "invalid_request_error")
+        if req.stream:
+            log(400, "bad_request", req, started, kind)
             return _error(400, "streaming is not supported by the offline teacher", "invalid_request_error")
         outcome = faults.outcome(next(counter))
         if faults.latency_s:
             await asyncio.sleep(faults.latency_s)
         if outcome == "429":
-            log(429, outcome, req, started)
+            log(429, outcome, req, started, kind)
             return _error(429, "Rate limit reached (injected fault); retry after 1 s.", "rate_limit_error",
                           "rate_limit_exceeded", headers={"Retry-After": "1"})
         if outcome == "500":
-            log(500, outcome, req, started)
+            log(500, outcome, req, started, kind)
             return _error(500, "The server had an error (injected fault).", "server_error", "internal_error")
         if outcome == "timeout":
-            log("timeout", outcome, req, started)  # logged first: the client has gone by the end
+            log("timeout", outcome, req, started, kind)  # logged first: the client has gone by the end
             deadline = time.monotonic() + faults.slow_s
             while time.monotonic() < deadline and not await request.is_disconnected():
                 await asyncio.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
-        body = _completion(teacher, req)
+        body = _completion(teacher, req, kind)
         if outcome == "ok":
-            log(200, outcome, req, started)
+            log(200, outcome, req, started, kind)
         return JSONResponse(body)
 
     return app
@@ -170,31 +175,3 @@ def serve(host: str = "127.0.0.1", port: int = 8765, *, error_rate: float = 0.1,
         await task
 
     asyncio.run(run())
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fdd_core.teacher.server", description=__doc__)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8765)
-    p.add_argument("--error-rate", type=float, default=0.1, help="share of wrong or malformed replies")
-    p.add_argument("--seed", type=int, default=0, help="seed of the teacher and of the fault draws")
-    p.add_argument("--fail-429", type=float, default=0.0)
-    p.add_argument("--fail-500", type=float, default=0.0)
-    p.add_argument("--fail-timeout", type=float, default=0.0)
-    p.add_argument("--slow-s", type=float, default=30.0, help="how long a fail-timeout request hangs")
-    p.add_argument("--latency-ms", type=float, default=0.0, help="fixed delay added to every reply")
-    p.add_argument("--log", type=Path, default=None, help="JSONL file, one line per request")
-    p.add_argument("--reference", type=Path, default=None, help="GSM8K train.jsonl (default: FDD_DATA_DIR's)")
-    a = p.parse_args(argv)
-    try:
-        faults = FaultPlan(fail_429=a.fail_429, fail_500=a.fail_500, fail_timeout=a.fail_timeout,
-                           slow_s=a.slow_s, latency_s=a.latency_ms / 1000, seed=a.seed)
-    except ValidationError as e:
-        p.error(str(e))
-    serve(a.host, a.port, error_rate=a.error_rate, faults=faults, log_path=a.log, reference_path=a.reference,
-          seed=a.seed)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Shared integration fixtures: the offline teacher served over real HTTP on 127.0.0.1."""
+"""Shared integration fixtures: the offline teacher served over real HTTP on 127.0.0.1; GSM8K test and its index."""
 
 import json
 import select
@@ -50,3 +50,20 @@ def teacher_server(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def gsm8k_test(data_dir):
+    """GSM8K test (1,319 problems) from the shared data folder."""
+    from fdd_core.benchmarks import load_benchmark
+
+    return load_benchmark("gsm8k", source="local", data_dir=data_dir).problems
+
+
+@pytest.fixture(scope="module")
+def gsm8k_index(gsm8k_test):
+    """The decontamination index of GSM8K test, with the default n-gram length."""
+    from fdd_core.config import CurationConfig
+    from fdd_core.similarity import ContaminationIndex
+
+    return ContaminationIndex.from_problems(gsm8k_test, n=CurationConfig().decontamination_ngram)

@@ -54,7 +54,8 @@ def test_score_programs_with_right_wrong_and_broken_programs(sandbox, test_set):
                 "ans = 1000.0"]
     texts = ["```python\n" + synth.solution + "\n```", "#### 7", "The answer is 8.", "x", "y", "I think 7",
              "ans = 1000.0"]
-    rows = score_programs(problems, programs, sandbox, texts=texts)
+    scored = score_programs(problems, programs, sandbox, texts=texts)
+    rows = [r.model_dump(mode="json", exclude_unset=True) for r in scored]  # as eval-<benchmark>.jsonl holds them
     assert [r["id"] for r in rows] == [p.id for p in problems]
     assert [r["ok"] for r in rows] == [True, True, False, False, False, False, True]
     assert [r["error"] for r in rows] == [None, None, "wrong_answer", "syntax", "runtime", "no_program", None]
@@ -65,7 +66,7 @@ def test_score_programs_with_right_wrong_and_broken_programs(sandbox, test_set):
     # the chain-of-thought readings, side by side with the program's answer
     assert [r["strict"] for r in rows[:3]] == [None, "7", "8"] and rows[1]["strict_ok"]
     assert rows[5]["flexible"] == "7" and rows[5]["flexible_ok"] and not rows[5]["ok"]
-    summary = summarize(rows)
+    summary = summarize(scored)
     assert summary["accuracy"] == 3 / 7 and summary["correct"] == 3 and summary["rows"] == 7
     assert summary["errors"] == {"wrong_answer": 1, "syntax": 1, "runtime": 1, "no_program": 1}
     assert summary["by_steps"] == {"1": {"rows": 1, "accuracy": 1.0}}
@@ -85,12 +86,12 @@ def test_evaluate_student_end_to_end_writes_rows_and_eval_json(tmp_path, student
     cfg = load_config(None, [*FAST, f"data.benchmarks=['{path}', 'synthetic-test']", "data.n_synthetic_test=8"])
     result = evaluate_student(cfg, student, None, tmp_path / "eval", limit=5)
     report = json.loads((tmp_path / "eval" / "eval.json").read_text())
-    assert list(result.counts["rows"]) == ["heldout", "synthetic-test"] == list(report["accuracy"])
+    assert list(result.counts.rows) == ["heldout", "synthetic-test"] == list(report["accuracy"])
     for name in ("heldout", "synthetic-test"):
         rows = read_jsonl(tmp_path / "eval" / f"eval-{name}.jsonl")
         assert result.outputs[f"eval-{name}"] == str(tmp_path / "eval" / f"eval-{name}.jsonl")
-        assert len(rows) == 5 == result.counts["rows"][name]
-        assert report["accuracy"][name] == sum(r["ok"] for r in rows) / 5 == result.counts["accuracy"][name]
+        assert len(rows) == 5 == result.counts.rows[name]
+        assert report["accuracy"][name] == sum(r["ok"] for r in rows) / 5 == result.counts.accuracy[name]
         assert all(r["steps"] >= 1 and r["error"] in (None, "wrong_answer", "syntax", "runtime", "no_program",
                                                        "no_answer", "forbidden", "timeout") for r in rows)
         assert set(rows[0]) >= {"id", "question", "program", "predicted", "gold", "ok", "error", "steps"}
@@ -107,7 +108,8 @@ def test_attempt_rows_follow_the_easy_rule(sandbox, test_set):
     right = [p.solution for p in problems]
     planted = [[right[0]] * 3, [right[1], "ans = -1", right[1]], [right[2], "ans = (", "ans = 0"],
                ["", "ans = 1/0", "y = 1"]]
-    rows = attempt_rows(problems, planted, sandbox, easy_min_correct=2, round=3)
+    rows = [r.model_dump(mode="json") for r in  # as attempts.jsonl holds them
+            attempt_rows(problems, planted, sandbox, easy_min_correct=2, round_index=3)]
     assert [r["correct"] for r in rows] == [3, 2, 1, 0]
     assert [r["split"] for r in rows] == ["easy", "easy", "hard", "hard"]
     assert all(r["round"] == 3 and len(r["attempts"]) == 3 for r in rows)
@@ -120,13 +122,13 @@ def test_attempt_rows_follow_the_easy_rule(sandbox, test_set):
 def test_run_feedback_end_to_end(tmp_path, student, test_set):
     pool = write_jsonl(tmp_path / "pool.jsonl", test_set[:6])
     cfg = load_config(None, [*FAST, "feedback.samples_per_problem=3", "feedback.easy_min_correct=2"])
-    result = run_feedback(cfg, student, pool, tmp_path / "feedback", round=1)
+    result = run_feedback(cfg, student, pool, tmp_path / "feedback", round_index=1)
     rows = read_jsonl(tmp_path / "feedback" / "attempts.jsonl")
     assert result.outputs["attempts"] == str(tmp_path / "feedback" / "attempts.jsonl")
     assert [r["id"] for r in rows] == [p.id for p in test_set[:6]]
-    assert result.counts == {"pool": 6, "easy": sum(r["split"] == "easy" for r in rows),
-                             "hard": sum(r["split"] == "hard" for r in rows)}
-    assert result.counts["easy"] + result.counts["hard"] == 6
+    assert result.counts.model_dump() == {"pool": 6, "easy": sum(r["split"] == "easy" for r in rows),
+                                          "hard": sum(r["split"] == "hard" for r in rows)}
+    assert result.counts.easy + result.counts.hard == 6
     for r in rows:
         assert len(r["attempts"]) == 3 and r["round"] == 1
         assert r["correct"] == sum(a["ok"] for a in r["attempts"])
@@ -134,7 +136,7 @@ def test_run_feedback_end_to_end(tmp_path, student, test_set):
     # a rule no problem can meet is a config mistake, caught before any generation
     impossible = load_config(None, [*FAST, "feedback.easy_min_correct=2"])
     with pytest.raises(ConfigError, match="easy_min_correct=2 exceeds feedback.samples_per_problem=1"):
-        run_feedback(impossible, student, pool, tmp_path / "no", round=1)
+        run_feedback(impossible, student, pool, tmp_path / "no", round_index=1)
 
 
 def fdd(*args: str) -> subprocess.CompletedProcess:

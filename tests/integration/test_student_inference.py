@@ -17,7 +17,7 @@ from fdd_core.config import InferenceConfig, StudentConfig
 from fdd_core.profiles import ConfigError
 from fdd_core.student.factory import build_tiny_student, load_student
 from fdd_core.student.infer import WORKER, StudentNotFound, generate_programs, generate_texts, inspect_student
-from fdd_core.student.prompting import build_prompt, extract_program
+from fdd_core.student.prompting import build_prompt, program_from_generation
 
 GEN = InferenceConfig(batch_size=5, max_new_tokens=20)
 
@@ -70,7 +70,7 @@ def test_batched_greedy_equals_one_at_a_time(students, questions, architecture):
     assert len({row[0] for row in batched}) > len(questions) // 2, "degenerate output proves nothing"
     assert batched == single
     programs = generate_programs(students[architecture], questions, GEN)
-    assert programs == [[extract_program(row[0])] for row in batched]
+    assert programs == [[program_from_generation(row[0])] for row in batched]
 
 
 def test_sampling_is_seeded_and_gives_the_asked_number_of_samples(students, questions):
@@ -81,7 +81,7 @@ def test_sampling_is_seeded_and_gives_the_asked_number_of_samples(students, ques
     assert generate_texts(students["causal"], questions[:6], cfg, samples=3, seed=2) != first
     assert any(len(set(row)) > 1 for row in first), "the samples of a question are not independent draws"
     assert generate_programs(students["causal"], questions[:6], cfg, samples=3, seed=1) == [
-        [extract_program(t) for t in row] for row in first]
+        [program_from_generation(t) for t in row] for row in first]
 
 
 def test_greedy_with_several_samples_repeats_the_one_greedy_answer(students, questions):

@@ -25,6 +25,6 @@ def test_tiny_student_learns_held_out_problems_and_not_the_longest(tmp_path):
 
     result = evaluate_student(cfg, trained.outputs["model"], {"held-out": held_out, "longest": longest},
                               tmp_path / "eval")
-    accuracy = result.counts["accuracy"]
+    accuracy = result.counts.accuracy
     assert accuracy["held-out"] >= 0.7, accuracy
     assert accuracy["longest"] <= accuracy["held-out"] - 0.5, accuracy

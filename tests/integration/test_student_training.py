@@ -73,8 +73,8 @@ def test_tiny_student_learns_saves_and_is_deterministic(tmp_path, data, tiny_bas
     cfg.training.max_steps = 40
     seen = []
     result = train_student(cfg, data[0], tmp_path / "a", base=base, progress=lambda s, t: seen.append((s, t)))
-    assert result.stage == "train" and result.counts["examples"] == 300 and result.counts["steps"] == 40
-    assert result.counts["final_loss"] < 0.6 * result.counts["first_loss"]
+    assert result.stage == "train" and result.counts.examples == 300 and result.counts.steps == 40
+    assert result.counts.final_loss < 0.6 * result.counts.first_loss
     assert seen[0] == (0, 40) and seen[-1] == (40, 40)
 
     model_dir = Path(result.outputs["model"])
@@ -88,7 +88,30 @@ def test_tiny_student_learns_saves_and_is_deterministic(tmp_path, data, tiny_bas
 
     again = train_student(cfg, data[0], tmp_path / "b", base=base)
     assert same_weights(state(model_dir, AutoModelForCausalLM), state(again.outputs["model"], AutoModelForCausalLM))
-    assert again.counts["train_loss"] == result.counts["train_loss"]
+    assert again.counts.train_loss == result.counts.train_loss
+
+
+def test_training_knobs_come_from_the_config(tmp_path, data, tiny_base):
+    cfg, base = tiny_base
+    cfg = cfg.model_copy(deep=True)
+    for key, value in {"max_steps": 6, "batch_size": 8, "gradient_accumulation_steps": 2, "logging_steps": 2,
+                       "lr_scheduler": "constant", "warmup": 0.0, "weight_decay": 0.01}.items():
+        setattr(cfg.training, key, value)
+    result = train_student(cfg, data[0], tmp_path / "k", base=base)
+    log = [json.loads(line) for line in (tmp_path / "k" / "train_log.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in log if "loss" in row] == [1, 2, 4, 6] and result.counts.steps == 6
+    assert {row["learning_rate"] for row in log if "learning_rate" in row} == {cfg.training.learning_rate}
+    saved = json.loads((tmp_path / "k" / "training_config.json").read_text())
+    assert saved["fdd_config"]["training"]["gradient_accumulation_steps"] == 2 and "knobs" not in saved
+
+
+def test_architecture_mismatch_uses_the_checkpoints(tmp_path, data, tiny_base, caplog):
+    cfg, base = tiny_base
+    cfg = cfg.model_copy(deep=True)
+    cfg.training.max_steps, cfg.student.architecture = 1, "seq2seq"
+    result = train_student(cfg, data[0], tmp_path / "m", base=base)
+    assert result.counts.steps == 1 and "using the checkpoint's" in caplog.text
+    assert json.loads((tmp_path / "m" / "training_config.json").read_text())["seq2seq"] is False
 
 
 def test_base_checkpoint_is_built_once(tmp_path, data):
@@ -163,7 +186,7 @@ def test_hub_format_checkpoints_train_and_load(tmp_path, hub_models, data, archi
     small = tmp_path / "train.jsonl"
     write_jsonl(small, examples(24, seed=1))
     result = train_student(cfg, small, tmp_path / "out", base=base_checkpoint(cfg, tmp_path, []))
-    assert result.counts["steps"] == 3 and result.counts["examples"] > 0
+    assert result.counts.steps == 3 and result.counts.examples > 0
 
     model_dir = Path(result.outputs["model"])
     merged = auto.from_pretrained(model_dir)  # plain transformers, LoRA or not
@@ -206,4 +229,4 @@ def test_rounds_restart_from_base_unless_continuing(tmp_path, data, tiny_base):
     assert not same_weights(w1, state(round2c.outputs["model"], AutoModelForCausalLM))
     saved = json.loads((tmp_path / "r2c" / "training_config.json").read_text())
     assert saved["start"] == str(tmp_path / "r1" / "model")
-    assert round2c.counts["first_loss"] < round1.counts["first_loss"]  # it started from the trained model
+    assert round2c.counts.first_loss < round1.counts.first_loss  # it started from the trained model

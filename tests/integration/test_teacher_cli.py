@@ -7,7 +7,7 @@ import pytest
 from fdd_core import synthetic
 from fdd_core.store import write_jsonl
 
-from tests.unit.test_cli import fdd
+from tests.integration.test_cli import fdd
 
 
 def passed_share(stdout: str) -> float:

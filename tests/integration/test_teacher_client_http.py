@@ -28,8 +28,8 @@ def requests_for_test(n: int = 100) -> list[TeacherRequest]:
     """n distinct solve requests (also imported by the child process of the kill test)."""
     prompt = load_prompt("solve")
     return [
-        TeacherRequest(prompt.messages(f"A shop sells {i} apples in the morning and {2 * i + 5} in the afternoon. "
-                                       "How many apples does it sell that day?"), prompt.tag, 0, f"q{i}")
+        TeacherRequest.for_prompt(prompt, f"A shop sells {i} apples in the morning and {2 * i + 5} in the afternoon. "
+                                  "How many apples does it sell that day?", 0, f"q{i}")
         for i in range(n)
     ]
 

@@ -8,9 +8,12 @@ import time
 import httpx
 import pytest
 
+from fdd_core.config import BudgetConfig, TeacherConfig
 from fdd_core.synthetic import answer_of, parse_question
+from fdd_core.teacher.client import TeacherClient, TeacherRequest
 from fdd_core.teacher.parsing import parse_reply
-from fdd_core.teacher.prompts import load_prompt
+from fdd_core.teacher.prompts import KIND_HEADER, load_prompt
+from fdd_core.teacher.response_store import ResponseStore
 
 from .conftest import read_log
 
@@ -25,12 +28,13 @@ def test_litellm_gets_replies_and_the_log_holds_one_line_per_request_and_no_secr
     solve = load_prompt("solve").messages(QUESTION)
     harder = load_prompt("harder").messages(QUESTION)
 
-    async def ask(messages, seed, n=1):
+    async def ask(messages, kind, seed, n=1):
         return await litellm.acompletion(model="openai/fdd-offline", api_base=base, api_key=SECRET,
-                                         messages=messages, seed=seed, n=n, timeout=30, max_retries=0)
+                                         messages=messages, seed=seed, n=n, timeout=30, max_retries=0,
+                                         extra_headers={KIND_HEADER: kind})
 
     async def main():
-        return await asyncio.gather(*(ask(solve, s) for s in range(4)), ask(harder, 0, n=3))
+        return await asyncio.gather(*(ask(solve, "solve", s) for s in range(4)), ask(harder, "harder", 0, n=3))
 
     *solves, variants = asyncio.run(main())
     for r in solves:
@@ -106,3 +110,30 @@ def test_requests_are_served_concurrently(tmp_path, teacher_server):
     elapsed = time.monotonic() - started
     assert elapsed < 4.0, elapsed  # 16 x 0.5 s one after another would take 8 s
     assert len(read_log(log)) == 16
+
+
+def test_the_kind_header_reaches_the_server_and_decides_the_reply(tmp_path, teacher_server):
+    base, log = teacher_server("--error-rate", "0")
+    # A harder prompt whose text no longer names its task: only the request's kind says harder.
+    messages = [{**m, "content": m["content"].replace("### Task: harder", "### Assignment")}
+                for m in load_prompt("harder").messages(QUESTION)]
+    assert "### Task" not in messages[-1]["content"]
+    cfg = TeacherConfig(model="openai/fdd-offline", api_base=base, timeout_s=30, max_retries=0)
+    client = TeacherClient(cfg, BudgetConfig(), ResponseStore(tmp_path / "teacher.sqlite"))
+    replies = client.generate([TeacherRequest(messages, "harder.v1", s, f"h{s}", kind="harder") for s in range(3)])
+    for reply in replies:
+        parsed = parse_reply(reply.text, "harder")
+        assert parsed.ok and parse_question(parsed.question) is not None, reply.text
+    assert [line["kind"] for line in read_log(log)] == ["harder"] * 3  # the server read the header
+    # Without the header (curl) the same messages are answered as solve; another kind is a 400.
+    body = {"model": "fdd-offline", "messages": messages, "seed": 1}
+    with httpx.Client(timeout=10) as http:
+        plain = http.post(f"{base}/chat/completions", json=body)
+        assert plain.status_code == 200
+        text = plain.json()["choices"][0]["message"]["content"]
+        assert parse_reply(text, "solve").ok and "The answer is 14." in text
+        bad = http.post(f"{base}/chat/completions", json=body, headers={KIND_HEADER: "hardest"})
+        assert bad.status_code == 400 and KIND_HEADER in bad.json()["error"]["message"]
+        upper = http.post(f"{base}/chat/completions", json=body, headers={KIND_HEADER.lower(): "SIMILAR"})
+        assert parse_reply(upper.json()["choices"][0]["message"]["content"], "similar").ok
+    assert [(line["status"], line["kind"]) for line in read_log(log)[3:]] == [(200, None), (400, None), (200, "similar")]

@@ -55,6 +55,8 @@ def test_resolved_config_round_trips_through_yaml(tmp_path):
         (["techer.model=x"], "--set techer.model=x: techer: unknown key (did you mean 'teacher'?)"),
         (["teacher.concurrency=0"], "--set teacher.concurrency=0: teacher.concurrency: Input should be greater than or equal to 1 (got 0)"),
         (["training.method=qlora"], "--set training.method=qlora: training.method: Input should be 'full' or 'lora' (got 'qlora')"),
+        (["training.lr_scheduler=cosine_with_restarts"], "--set training.lr_scheduler=cosine_with_restarts: training.lr_scheduler: Input should be 'linear', 'cosine', 'constant' or 'constant_with_warmup' (got 'cosine_with_restarts')"),
+        (["training.warmup=-1"], "--set training.warmup=-1: training.warmup: Input should be greater than or equal to 0 (got -1)"),
         (["run.rounds=many"], "--set run.rounds=many: run.rounds: Input should be a valid integer, unable to parse string as an integer (got 'many')"),
         (["run.rounds.x=1"], "--set run.rounds.x=1: run.rounds is a value, not a section (no key 'x')"),
         (["teacher"], "--set teacher: expected KEY=VALUE, e.g. teacher.model=gpt-4o-mini"),

@@ -1,10 +1,8 @@
 """The run's data preparation and the growth of the distillation set between rounds."""
 
-import pytest
-
 from fdd_core.profiles import load_config
-from fdd_core.records import Example, Problem
-from fdd_core.rounds import grow_training_set, prepare_data
+from fdd_core.records import Example
+from fdd_core.run_data import grow_training_set, prepare_data
 from fdd_core.store import read_jsonl, verify_manifest, write_jsonl
 
 
@@ -19,20 +17,6 @@ def test_synthetic_run_data_is_fixed_by_the_seed(tmp_path):
     assert not seeds & {r["question"] for r in read_jsonl(first.outputs["synthetic-test"])}
     other = prepare_data(load_config(None, ["data.n_seed=50", "data.n_synthetic_test=40", "run.seed=1"]), tmp_path / "c")
     assert read_jsonl(other.outputs["seed"]) != read_jsonl(first.outputs["seed"])
-
-
-def test_benchmarks_are_written_as_problem_files(tmp_path, data_dir):
-    cfg = load_config(None, [f"data.data_dir={data_dir}", "data.benchmarks=[synthetic-test, gsm8k, svamp]",
-                             "data.eval_limit=25", "data.n_seed=10"])
-    result = prepare_data(cfg, tmp_path)
-    assert result.counts["rows"] == {"seed": 10, "synthetic-test": 25, "gsm8k": 25, "svamp": 25}
-    assert Problem.model_validate(read_jsonl(result.outputs["gsm8k"])[0]).source == "gsm8k"
-
-
-def test_synthetic_test_needs_synthetic_seeds(tmp_path, data_dir):
-    cfg = load_config(None, [f"data.data_dir={data_dir}", "data.seed_set=gsm8k-train", "data.n_seed=5"])
-    with pytest.raises(ValueError, match="synthetic-test needs data.seed_set: synthetic"):
-        prepare_data(cfg, tmp_path)
 
 
 def test_training_set_grows_by_the_accepted_rows_once(tmp_path):

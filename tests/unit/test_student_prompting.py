@@ -10,7 +10,7 @@ from fdd_core.student.prompting import (
     build_prompt,
     build_target,
     encode_example,
-    extract_program,
+    program_from_generation,
 )
 from fdd_core.synthetic import make_splits
 
@@ -65,8 +65,8 @@ def test_target_round_trips_through_tokens_and_extraction(request, tok_name):
     tok = request.getfixturevalue(tok_name)
     ids = tok(build_target(tok, PROGRAM), add_special_tokens=adds_eos(tok))["input_ids"]
     assert ids[-1] == tok.eos_token_id
-    assert extract_program(tok.decode(ids)) == PROGRAM  # raw decode keeps </s>: extraction cuts there
-    assert extract_program(tok.decode(ids, skip_special_tokens=True)) == PROGRAM
+    assert program_from_generation(tok.decode(ids)) == PROGRAM  # raw decode keeps </s>: extraction cuts there
+    assert program_from_generation(tok.decode(ids, skip_special_tokens=True)) == PROGRAM
 
 
 @pytest.mark.parametrize(
@@ -81,13 +81,13 @@ def test_target_round_trips_through_tokens_and_extraction(request, tok_name):
         "```\n" + PROGRAM + "\n",  # an unclosed fence (cut by max_new_tokens)
     ],
 )
-def test_extract_program(generated):
-    assert extract_program(generated) == PROGRAM
+def test_program_from_generation(generated):
+    assert program_from_generation(generated) == PROGRAM
 
 
-def test_extract_program_of_nothing():
-    assert extract_program("") == ""
-    assert extract_program("</s>") == ""
+def test_program_from_generation_of_nothing():
+    assert program_from_generation("") == ""
+    assert program_from_generation("</s>") == ""
 
 
 @pytest.mark.parametrize("tok_name", ["causal_tok", "chat_tok"])

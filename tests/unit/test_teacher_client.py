@@ -4,6 +4,7 @@ import asyncio
 import logging
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -24,7 +25,8 @@ from fdd_core.teacher.client import (
 )
 from fdd_core.teacher.costs import BudgetLedger, format_usd, token_cost
 from fdd_core.teacher.offline import OfflineTeacher, register_offline_provider
-from fdd_core.teacher.prompts import load_prompt
+from fdd_core.teacher.parsing import parse_reply
+from fdd_core.teacher.prompts import KIND_HEADER, load_prompt
 from fdd_core.teacher.response_store import ResponseStore
 
 FAKE_KEY = "fddtestkey-0123456789abcdef-not-real"  # no sk- prefix: litellm would redact that itself
@@ -33,9 +35,9 @@ FAKE_KEY = "fddtestkey-0123456789abcdef-not-real"  # no sk- prefix: litellm woul
 def _requests(n: int, samples: int = 1, start: int = 0) -> list[TeacherRequest]:
     prompt = load_prompt("solve")
     return [
-        TeacherRequest(
-            prompt.messages(f"Ann has {i} pencils and buys {i + 3} more. How many pencils does she have now?"),
-            prompt.tag,
+        TeacherRequest.for_prompt(
+            prompt,
+            f"Ann has {i} pencils and buys {i + 3} more. How many pencils does she have now?",
             k,
             f"q{i}-s{k}",
         )
@@ -83,7 +85,7 @@ def test_list_in_list_out_in_order(tmp_path):
     for reply in replies:
         assert reply.ok and reply.error is None and not reply.cached
         # The provider sees the sample's own seed: reply i is the teacher's reply to request i.
-        assert reply.text == teacher.reply(reply.request.messages, sample_seed(0, reply.request.sample_index))
+        assert reply.text == teacher.reply(reply.request.messages, sample_seed(0, reply.request.sample_index), "solve")
         assert reply.prompt_tokens > 0 and reply.completion_tokens > 0
     st = client.stats
     assert (st.requests, st.attempts, st.retries, st.failures, st.cached) == (24, 24, 0, 0, 0)
@@ -117,17 +119,65 @@ def test_each_sample_and_run_seed_is_its_own_entry(tmp_path):
     assert {other_seed.key(r) for r in requests}.isdisjoint(keys)
     assert sample_seed(0, 1) == sample_seed(0, 1) != sample_seed(1, 1)
     # The caller's id is not part of the key: same request, other id, same reply.
-    assert client.key(TeacherRequest(requests[0].messages, requests[0].prompt, 0, "other")) in keys
+    assert client.key(replace(requests[0], request_id="other")) in keys
 
 
 def test_identical_requests_in_one_batch_are_sent_once(tmp_path):
     client = _client(tmp_path)
     one = _requests(1)[0]
-    twin = TeacherRequest(one.messages, one.prompt, one.sample_index, "twin")
+    twin = replace(one, request_id="twin")
     replies = client.generate([one, twin, one])
     assert client.stats.requests == 1 and client.stats.cached == 2
     assert len({r.text for r in replies}) == 1
     assert [r.request.request_id for r in replies] == [one.request_id, "twin", one.request_id]
+
+
+def test_the_kind_travels_as_data_and_stays_out_of_the_store_key(tmp_path):
+    # A harder request whose prompt text no longer says so: the kind field still makes it one.
+    prompt = load_prompt("harder")
+    messages = [{**m, "content": m["content"].replace("### Task: harder", "### Assignment")}
+                for m in prompt.messages("Maya has 12 marbles. She gives 5 marbles to Leo. How many marbles does Maya have now?")]
+    assert "### Task" not in messages[-1]["content"]
+    request = TeacherRequest(messages, prompt.tag, 0, "edited", kind="harder")
+    client = _client(tmp_path, offline_error_rate=0.0)  # registers the offline provider with no damage
+    [reply] = client.generate([request])
+    assert reply.ok and parse_reply(reply.text, "harder").ok, reply.text
+    assert reply.text == OfflineTeacher(0.0, seed=0).reply(messages, sample_seed(0, 0), "harder")
+    # The key: what it always was, whatever the kind; pinned, so stores on disk keep serving.
+    assert client.key(replace(request, kind="similar")) == client.key(request)
+    pinned = TeacherRequest(
+        [{"role": "system", "content": "You write math problems."},
+         {"role": "user", "content": "### Task: harder\nProblem: Ann has 2 pens. She buys 3 more. How many pens does she have?"}],
+        "harder.v1", 3, "x", kind="harder",
+    )
+    store = ResponseStore(tmp_path / "pinned.sqlite")
+    offline_cfg = TeacherConfig(model="fdd-offline/teacher", temperature=0.7, max_tokens=768)
+    http_cfg = TeacherConfig(model="openai/teacher", api_base="http://127.0.0.1:8765/v1", temperature=0.7, max_tokens=768)
+    assert TeacherClient(offline_cfg, BudgetConfig(), store, seed=5).key(pinned) == (
+        "641e6b7cbec8cc06c31ed031126dc2772d24ae08954e8ae3c791502963e9ed7d")
+    assert TeacherClient(http_cfg, BudgetConfig(), store, seed=5).key(pinned) == (
+        "bfa89d165dd0ef6c8278db15c7929f3450ae2cdeb2df83e22b7822e2fe837197")
+    # A request must say what it asks for: no kind, or another word, is refused up front.
+    with pytest.raises(TypeError):
+        TeacherRequest(messages, prompt.tag, 0, "no-kind")  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="kind"):
+        TeacherRequest(messages, prompt.tag, 0, "odd", kind="hardest")  # type: ignore[arg-type]
+    assert TeacherRequest.for_prompt(prompt, " Ann has 2 pens. ", 1, "r").kind == "harder"
+
+
+def test_the_kind_header_reaches_the_provider(tmp_path, monkeypatch, offline):
+    seen: list[dict] = []
+
+    class Recording(Scripted):
+        async def acompletion(self, *args, **kwargs):
+            seen.append(dict(kwargs.get("headers") or {}))
+            return await super().acompletion(*args, **kwargs)
+
+    _provide(monkeypatch, "fddtest-record", Recording(offline, []))
+    client = _client(tmp_path, model="fddtest-record/teacher")
+    harder = TeacherRequest.for_prompt(load_prompt("harder"), "Ann has 2 pens. How many pens does Ann have?", 0, "h")
+    assert all(r.ok for r in client.generate([*_requests(1), harder]))
+    assert sorted(h.get(KIND_HEADER) for h in seen) == ["harder", "solve"]
 
 
 def test_budget_max_requests_stops_cleanly_and_keeps_what_it_bought(tmp_path):

@@ -1,8 +1,7 @@
-"""The `fdd` command line: thin commands over fdd_core; every user mistake ends as one `error:` line."""
+"""The `fdd` app and its commands: run, eval, check-data, benchmarks; `fdd teacher` lives in teacher.py."""
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import signal
@@ -11,9 +10,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from fdd_cli.errors import fail as _fail, user_errors
+from fdd_cli.options import ConfigOpt, SetOpt, load as _config
+from fdd_cli.teacher import teacher_app
 from fdd_core.interrupts import exit_on_signal, redeliver_swallowed_interrupts
-
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # else every litellm import tries the network
 
 app = typer.Typer(
     help=(
@@ -26,43 +26,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-ConfigOpt = Annotated[
-    Optional[str], typer.Option("--config", "-c", help="YAML profile: a file, or a name in configs/ (demo, gsm8k).")
-]
-SetOpt = Annotated[
-    Optional[list[str]],
-    typer.Option("--set", "-s", help="Override one config key, e.g. --set teacher.model=gpt-4o-mini (repeatable)."),
-]
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def user_errors(command):
-    """Turn the errors a user can cause (config, input files) into one line and exit 2."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        from fdd_core.benchmarks import BenchmarkError
-        from fdd_core.profiles import ConfigError
-        from fdd_core.store import DataFileError
-
-        try:
-            return command(*args, **kwargs)
-        except (ConfigError, DataFileError, BenchmarkError) as e:
-            _fail(str(e))
-
-    return wrapper
-
-
-def _config(config: str | None, overrides: list[str] | None):
-    from fdd_core.profiles import load_config
-
-    return load_config(config, overrides or [])
-
 
 @app.command("check-data")
 @user_errors
@@ -169,70 +132,12 @@ def eval_student(
     result = evaluate_student(cfg, student, sets, out, limit=limit)
     width = max(len("benchmark"), *(len(name) for name in sets))
     typer.echo(f"{'benchmark':<{width}}  {'rows':>6}  {'accuracy':>8}")
-    for name, accuracy in result.counts["accuracy"].items():
-        typer.echo(f"{name:<{width}}  {result.counts['rows'][name]:>6}  {accuracy:>8.1%}")
+    for name, accuracy in result.counts.accuracy.items():
+        typer.echo(f"{name:<{width}}  {result.counts.rows[name]:>6}  {accuracy:>8.1%}")
     typer.echo(f"per-row outputs and eval.json: {out}")
 
 
-teacher_app = typer.Typer(help="The teacher: the offline teacher's OpenAI-compatible server.", no_args_is_help=True)
 app.add_typer(teacher_app, name="teacher")
-
-
-@teacher_app.command("serve")
-def teacher_serve(
-    host: Annotated[str, typer.Option(help="Address to listen on (keep it on loopback unless you mean it).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
-    error_rate: Annotated[float, typer.Option(help="Share of replies made wrong or malformed on purpose.")] = 0.1,
-    seed: Annotated[int, typer.Option(help="Seed of the replies and of the fault draws.")] = 0,
-    fail_429: Annotated[float, typer.Option(help="Share of requests answered 429 with Retry-After.")] = 0.0,
-    fail_500: Annotated[float, typer.Option(help="Share of requests answered 500.")] = 0.0,
-    fail_timeout: Annotated[float, typer.Option(help="Share of requests that hang for --slow-s seconds.")] = 0.0,
-    slow_s: Annotated[float, typer.Option(help="How long a hanging request hangs.")] = 30.0,
-    latency_ms: Annotated[float, typer.Option(help="Fixed delay added to every reply (throughput tests).")] = 0.0,
-    log: Annotated[Optional[Path], typer.Option(help="JSONL file with one line per request served.")] = None,
-    reference: Annotated[
-        Optional[Path], typer.Option(help="GSM8K train.jsonl the offline teacher solves from (default: FDD_DATA_DIR's).")
-    ] = None,
-) -> None:
-    """Serve the offline teacher at http://HOST:PORT/v1 (reach it with litellm model openai/fdd-offline and api_base)."""
-    from fdd_core.teacher.server import FaultPlan, serve
-
-    faults = FaultPlan(fail_429=fail_429, fail_500=fail_500, fail_timeout=fail_timeout, slow_s=slow_s,
-                       latency_s=latency_ms / 1000, seed=seed)
-    serve(host, port, error_rate=error_rate, faults=faults, log_path=log, reference_path=reference, seed=seed)
-
-
-@teacher_app.command("solve")
-@user_errors
-def teacher_solve(
-    problems: Annotated[str, typer.Argument(help="A benchmark name (e.g. gsm8k-train) or a JSONL file of problems.")],
-    out_dir: Annotated[Path, typer.Option(help="Where candidates, decisions, accepted rows and check.jsonl go.")],
-    limit: Annotated[Optional[int], typer.Option(help="Only the first N problems.")] = None,
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
-) -> None:
-    """Ask the configured teacher for k solutions per problem and curate them (the initialisation stage).
-
-    Also writes OUT_DIR/check.jsonl ({question, program, answer} per reply, gold as answer), so
-    `fdd check-data OUT_DIR/check.jsonl` shows how often the teacher's programs are right.
-    """
-    from fdd_core.generation import problems_file, generate_solutions
-    from fdd_core.store import read_jsonl, write_jsonl
-
-    cfg = _config(config, set_)
-    source = problems_file(problems, out_dir, cfg, limit=limit)
-    result = generate_solutions(cfg, source, out_dir)
-    rows = [{"question": c["question"], "program": c["program"], "answer": c["gold"]}
-            for c in read_jsonl(result.outputs["candidates"])]
-    write_jsonl(out_dir / "check.jsonl", rows)
-    t = result.teacher
-    typer.echo(f"{result.counts['candidates']} candidates, {result.counts['accepted']} accepted")
-    for reason, count in result.counts["dropped"].items():
-        if count:
-            typer.echo(f"  dropped {reason}: {count}")
-    cost = "unknown" if t.cost_usd is None else f"${t.cost_usd:.4f}"
-    typer.echo(f"teacher: {t.requests} requests, {t.cached} cached, {t.failed} failed, cost {cost}")
-    typer.echo(f"check file: {out_dir / 'check.jsonl'}")
 
 
 def _stored_replies(path: Path) -> int:
@@ -268,9 +173,13 @@ def run(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     store = Path(cfg.teacher.cache_path).expanduser()
     stored_before = _stored_replies(store)
     result = fdd(cfg)
-    typer.echo(text_table(result["rounds"]))
+    typer.echo(text_table(result.rounds))
     # The table counts what each round's data cost, stages reused from an earlier invocation included; say what
     # this invocation bought (new replies in the store; another run sharing the store at once adds to it).
     typer.echo(f"this invocation: {_stored_replies(store) - stored_before} new teacher replies bought "
                f"(the table's requests include stages reused from earlier invocations)")
-    typer.echo(f"report: {result['report']}")
+    typer.echo(f"report: {result.report}")
+
+
+if __name__ == "__main__":  # python -m fdd_cli.main: the `fdd` script without the script
+    app()
