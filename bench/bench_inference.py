@@ -22,7 +22,7 @@ import torch
 import transformers
 
 from fdd_core import synthetic
-from fdd_core.profiles import load_config
+from fdd_core.config_files import load_config
 from fdd_core.records import Example
 from fdd_core.store import write_jsonl
 from fdd_core.student.factory import build_tiny_student, load_tokenizer

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cron", default=None, help='Also run on this cron schedule (UTC), e.g. "0 3 * * *".')
     args = parser.parse_args(argv)
 
-    from fdd_core.profiles import CONFIGS_DIR, ConfigError, load_config
+    from fdd_core.config_files import CONFIGS_DIR, ConfigError, load_config
 
     profile = args.config or (args.name if (CONFIGS_DIR / f"{args.name}.yaml").is_file() else "demo")
     try:

@@ -18,7 +18,7 @@ def user_errors(command):
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         from fdd_core.benchmarks import BenchmarkError
-        from fdd_core.profiles import ConfigError
+        from fdd_core.config_files import ConfigError
         from fdd_core.store import DataFileError
 
         try:

@@ -17,6 +17,6 @@ SetOpt = Annotated[
 
 def load(config: str | None, overrides: list[str] | None):
     """The FDDConfig of --config and --set (fdd_core is imported here, so that --help stays quick)."""
-    from fdd_core.profiles import load_config
+    from fdd_core.config_files import load_config
 
     return load_config(config, overrides or [])

@@ -58,7 +58,7 @@ def teacher_solve(
     Also writes OUT_DIR/check.jsonl ({question, program, answer} per reply, gold as answer), so
     `fdd check-data OUT_DIR/check.jsonl` shows how often the teacher's programs are right.
     """
-    from fdd_core.generation import problems_file, generate_solutions
+    from fdd_core.teacher.stages import problems_file, generate_solutions
     from fdd_core.store import read_jsonl, write_jsonl
 
     cfg = load(config, set_)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fdd_core.config import FDDConfig
 from fdd_core.evaluate import score_programs
-from fdd_core.profiles import ConfigError
+from fdd_core.config_files import ConfigError
 from fdd_core.records import Attempt, AttemptRow, Problem, load_problems
 from fdd_core.results import FeedbackCounts, FeedbackResult
 from fdd_core.sandbox import Sandbox

@@ -2,7 +2,7 @@
 
 prepare_data writes the seed problems and every benchmark a round is evaluated on as Problem JSONL inside
 the run directory, so later stages (and their cache keys) only ever see files. Each stage folder ends with
-its MANIFEST (store.finish_stage).
+its MANIFEST (store.finish_stage); growing the set and listing the pool skip work their MANIFEST shows done.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from fdd_core.benchmarks import load_benchmark
 from fdd_core.config import FDDConfig
 from fdd_core.records import Example, Problem
 from fdd_core.results import DataCounts, DataResult, PoolCounts, PoolResult, TrainingSetCounts, TrainingSetResult
-from fdd_core.store import finish_stage, iter_jsonl, write_jsonl
+from fdd_core.store import finish_stage, finished_stage, iter_jsonl, write_jsonl
 
 SYNTHETIC_TEST = "synthetic-test"  # the held-out synthetic benchmark, drawn with the seeds from data.* and run.seed
 
@@ -55,17 +55,19 @@ def prepare_data(cfg: FDDConfig, out_dir: Path) -> DataResult:
 def grow_training_set(previous: Path | None, accepted: Sequence[Path], out_dir: Path) -> TrainingSetResult:
     """D_{r+1} = D_r plus the accepted rows of this round (an id already present is kept once): out_dir/train.jsonl."""
     started = time.monotonic()
+    inputs = ({"previous": previous} if previous else {}) | {f"accepted-{i}": p for i, p in enumerate(accepted)}
+    done = finished_stage(out_dir, inputs, TrainingSetResult)
+    if done is not None:
+        return done
     rows: dict[str, Example] = {}
-    inputs = [previous] if previous else []
-    for path in [*inputs, *accepted]:
+    for path in inputs.values():
         for _, row in iter_jsonl(path):
             example = Example.model_validate(row)
             rows.setdefault(example.id, example)
     out = write_jsonl(Path(out_dir) / "train.jsonl", rows.values())
     result = TrainingSetResult(outputs={"train": str(out)}, counts=TrainingSetCounts(examples=len(rows)),
                                seconds=round(time.monotonic() - started, 3))
-    named = {"previous": previous} if previous else {}
-    return finish_stage(out_dir, named | {f"accepted-{i}": p for i, p in enumerate(accepted)}, result)
+    return finish_stage(out_dir, inputs, result)
 
 
 def pool_from_training_set(train_path: Path, out_dir: Path) -> PoolResult:
@@ -76,6 +78,9 @@ def pool_from_training_set(train_path: Path, out_dir: Path) -> PoolResult:
     (vote-checked) answer as gold.
     """
     started = time.monotonic()
+    done = finished_stage(out_dir, {"train": train_path}, PoolResult)
+    if done is not None:
+        return done
     problems: dict[str, Problem] = {}
     for _, row in iter_jsonl(train_path):
         example = Example.model_validate(row)

@@ -111,6 +111,18 @@ def finish_stage(out_dir: str | os.PathLike, inputs: dict[str, str | os.PathLike
     return result
 
 
+def finished_stage(out_dir: str | os.PathLike, inputs: dict[str, str | os.PathLike], result_type: type[R]) -> R | None:
+    """The result a stage recorded in out_dir when its outputs are intact and its inputs unchanged, else None:
+    a stage that is cheap to check skips work already done this way."""
+    record = verify_manifest(out_dir, {name: str(p) for name, p in inputs.items()})
+    if record is None:
+        return None
+    try:
+        return result_type.model_validate(record["result"])
+    except (KeyError, ValueError):  # pydantic's ValidationError is a ValueError
+        return None
+
+
 def verify_manifest(folder: str | os.PathLike, inputs: dict[str, str] | None = None) -> dict | None:
     """The manifest when every output still matches it (and the inputs, if given, are the same); else None."""
     path = Path(folder) / MANIFEST

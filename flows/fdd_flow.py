@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from fdd_core.config import FDDConfig
 from fdd_core.interrupts import redeliver_swallowed_interrupts
-from fdd_core.profiles import config_to_yaml
+from fdd_core.config_files import config_to_yaml
 from fdd_core.report import table, write_report
 from fdd_core.results import RoundRow, RoundSummary, RunResult
 from fdd_core.store import atomic_write_text

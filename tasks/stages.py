@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from fdd_core.config import FDDConfig
 from fdd_core.evaluate import evaluate_student
 from fdd_core.feedback import run_feedback
-from fdd_core.generation import generate_solutions, generate_variants
+from fdd_core.teacher.stages import generate_solutions, generate_variants
 from fdd_core.results import DataResult, EvalResult, FeedbackResult, GenerationResult, PoolResult, TrainingSetResult
 from fdd_core.results import TrainResult
 from fdd_core.run_data import grow_training_set, pool_from_training_set, prepare_data

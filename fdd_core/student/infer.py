@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fdd_core.config import InferenceConfig
-from fdd_core.profiles import ConfigError
+from fdd_core.config_files import ConfigError
 from fdd_core.student.prompting import build_prompt, program_from_generation
 
 log = logging.getLogger(__name__)

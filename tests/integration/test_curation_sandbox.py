@@ -45,10 +45,10 @@ def by_id(result: CurationResult) -> dict:
 def assert_counts_add_up(result: CurationResult, candidates: list[Candidate]) -> None:
     counts = result.counts
     assert [d.candidate_id for d in result.decisions] == [c.id for c in candidates]  # one each, input order
-    assert counts["candidates"] == len(candidates)
-    assert counts["accepted"] + sum(counts["dropped"].values()) == len(candidates)
-    assert set(counts["dropped"]) == set(REASONS)
-    assert counts["accepted"] == len(result.examples) == sum(d.accepted for d in result.decisions)
+    assert counts.candidates == len(candidates)
+    assert counts.accepted + sum(counts.dropped.values()) == len(candidates)
+    assert set(counts.dropped) == set(REASONS)
+    assert counts.accepted == len(result.examples) == sum(d.accepted for d in result.decisions)
     for d in result.decisions:
         assert d.accepted == (d.reason is None)
 
@@ -94,11 +94,11 @@ def test_seed_filter_reasons(seed_run, cid, reason):
 def test_seed_counts_add_up(seed_run):
     candidates, result = seed_run
     assert_counts_add_up(result, candidates)
-    dropped = result.counts["dropped"]
+    dropped = result.counts.dropped
     for reason in ("parse_error", "syntax", "runtime", "timeout", "memory", "forbidden", "no_answer", "wrong_answer"):
         assert dropped[reason] == 1, reason
     assert dropped["duplicate"] == 2
-    assert result.counts["accepted"] == 6
+    assert result.counts.accepted == 6
 
 
 def test_seed_rows_carry_lineage_and_normalised_answers(seed_run):
@@ -128,7 +128,7 @@ def test_seed_input_errors(sandbox):
         curate_solutions([solve("a", "ans = 6"), solve("a", "ans = 6")], sandbox)
     result = curate_solutions([solve("a", "ans = 6")], sandbox)  # no mapping: rows say 'seed'
     assert result.examples[0].source == "seed"
-    assert curate_solutions([], sandbox).counts["candidates"] == 0
+    assert curate_solutions([], sandbox).counts.candidates == 0
 
 
 # ----------------------------------------------------------------------------------------------- generated problems
@@ -196,7 +196,7 @@ def test_variant_filter_reasons(variant_run, cid, reason):
 def test_variant_counts_lineage_and_details(variant_run):
     candidates, result = variant_run
     assert_counts_add_up(result, candidates)
-    assert result.counts["dropped"]["disagreement"] == 3
+    assert result.counts.dropped["disagreement"] == 3
     decisions = by_id(result)
     assert decisions["ok"].detail == "2/3 votes agree"
     assert decisions["votes-1of3"].detail == "1/3 votes agree" and decisions["votes-1of3"].answer == "7"

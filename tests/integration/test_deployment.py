@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from fdd_core.config import FDDConfig
-from fdd_core.profiles import load_config
+from fdd_core.config_files import load_config
 
 REPO = Path(__file__).resolve().parents[2]
 PREFECT = shutil.which("prefect", path=str(Path(sys.executable).parent)) or "prefect"

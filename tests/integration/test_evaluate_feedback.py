@@ -15,7 +15,7 @@ import pytest
 from fdd_core import synthetic
 from fdd_core.evaluate import evaluate_student, score_programs, summarize
 from fdd_core.feedback import attempt_rows, run_feedback
-from fdd_core.profiles import ConfigError, load_config
+from fdd_core.config_files import ConfigError, load_config
 from fdd_core.sandbox import Sandbox
 from fdd_core.records import Problem
 from fdd_core.store import read_jsonl, write_jsonl

@@ -11,8 +11,9 @@ from collections import Counter
 import pytest
 
 from fdd_core import synthetic
-from fdd_core.generation import generate_solutions, generate_variants
-from fdd_core.profiles import load_config
+from fdd_core.teacher.stages import generate_solutions, generate_variants
+from fdd_core.config_files import load_config
+from fdd_core.records import Attempt, AttemptRow
 from fdd_core.store import read_jsonl, write_jsonl
 
 from .conftest import REPO, read_log
@@ -33,9 +34,14 @@ def seeds(tmp_path):
 
 
 def write_pool(tmp_path, seeds):
-    """tmp_path/pool.jsonl: the first 40 seed problems, alternately hard and easy (as feedback splits them)."""
-    pool = [{**row, "split": "easy" if i % 2 else "hard"} for i, row in enumerate(read_jsonl(seeds[0])[:40])]
-    write_jsonl(tmp_path / "pool.jsonl", pool)
+    """tmp_path/attempts.jsonl: the first 40 seed problems, alternately hard and easy, as feedback writes them."""
+    pool = []
+    for i, row in enumerate(read_jsonl(seeds[0])[:40]):
+        easy = bool(i % 2)
+        attempt = Attempt(program="ans = 0", predicted=0, ok=easy, error=None if easy else "wrong_answer")
+        pool.append(AttemptRow(**row, split="easy" if easy else "hard", round=0, correct=int(easy), attempts=[attempt])
+                    .model_dump(mode="json"))
+    write_jsonl(tmp_path / "attempts.jsonl", pool)
     return pool
 
 
@@ -51,23 +57,23 @@ def assert_accounted(result, out_dir):
     assert [d["candidate_id"] for d in decisions] == [c["id"] for c in candidates]
     assert all(d["accepted"] != bool(d["reason"]) for d in decisions)
     counts = result.counts
-    assert counts["candidates"] == len(candidates)
-    assert counts["accepted"] + sum(counts["dropped"].values()) == counts["candidates"]
-    assert counts["accepted"] == len(read_jsonl(out_dir / "accepted.jsonl"))
-    assert Counter(d["reason"] for d in decisions if d["reason"]) == +Counter(counts["dropped"])
+    assert counts.candidates == len(candidates)
+    assert counts.accepted + sum(counts.dropped.values()) == counts.candidates
+    assert counts.accepted == len(read_jsonl(out_dir / "accepted.jsonl"))
+    assert Counter(d["reason"] for d in decisions if d["reason"]) == +Counter(counts.dropped)
 
 
 def test_k4_solutions_for_200_seeds_over_http_and_a_second_run_sends_nothing(tmp_path, seeds, teacher_server):
     api_base, log = teacher_server("--error-rate", "0.1")
     cfg = make_cfg(tmp_path, api_base)
     first = generate_solutions(cfg, seeds[0], tmp_path / "run1")
-    assert first.counts["candidates"] == 800
+    assert first.counts.candidates == 800
     assert len(served(log)) == 800 and first.teacher.requests == 800 and first.teacher.cost_usd is None
     # the 10% damaged replies are curation's work: wrong programs and malformed replies are dropped
-    dropped = first.counts["dropped"]
+    dropped = first.counts.dropped
     assert dropped["wrong_answer"] > 10 and dropped["parse_error"] > 10
     # k samples are k reasoning paths; identical programs for one problem are kept once
-    assert dropped["duplicate"] > 100 and 400 < first.counts["accepted"] < 700
+    assert dropped["duplicate"] > 100 and 400 < first.counts.accepted < 700
     assert_accounted(first, tmp_path / "run1")
     row = read_jsonl(tmp_path / "run1" / "accepted.jsonl")[0]
     assert row["parent_id"].startswith("synthetic-seed-") and row["round"] == 0 and row["split"] == "seed"
@@ -90,17 +96,18 @@ def test_stage_finishes_through_20pct_faults_and_10pct_malformed_replies(tmp_pat
     result = generate_solutions(cfg, tmp_path / "fifty.jsonl", tmp_path / "out")
     outcomes = Counter(line["outcome"] for line in read_log(log))
     assert outcomes["429"] and outcomes["500"] and outcomes["timeout"], outcomes
-    assert result.counts["candidates"] == 200
+    assert result.counts.candidates == 200
     assert_accounted(result, tmp_path / "out")
-    assert result.counts["dropped"]["parse_error"] >= 5  # the malformed replies, kept as rows with a reason
-    assert result.counts["accepted"] + result.counts["dropped"]["duplicate"] >= 120
+    assert result.counts.dropped["parse_error"] >= 5  # the malformed replies, kept as rows with a reason
+    assert result.counts.accepted + result.counts.dropped["duplicate"] >= 120
 
 
 KILLED_STAGE = """
 import sys
 from pathlib import Path
-from fdd_core.generation import generate_solutions
-from fdd_core.profiles import load_config
+from fdd_core.teacher.stages import generate_solutions
+from fdd_core.config_files import load_config
+from fdd_core.records import Attempt, AttemptRow
 cfg = load_config(None, sys.argv[4:])
 generate_solutions(cfg, Path(sys.argv[1]), Path(sys.argv[2]))
 """
@@ -128,7 +135,7 @@ def test_killed_stage_restarts_without_repaying_a_request(tmp_path, seeds, teach
     repaid = set(before) & set(after)
     assert len(repaid) <= 4, f"{len(repaid)} requests that had succeeded were sent again"
     assert result.teacher.cached >= len(before) - 4
-    assert len(set(before) | set(after)) == 800 and result.counts["candidates"] == 800
+    assert len(set(before) | set(after)) == 800 and result.counts.candidates == 800
 
 
 @pytest.mark.robustness
@@ -138,11 +145,11 @@ def test_budget_stops_the_stage_within_one_batch_and_keeps_what_was_bought(tmp_p
     result = generate_solutions(cfg, seeds[0], tmp_path / "out")
     assert result.teacher.requests == 100 == len(served(log))
     assert result.teacher.skipped_budget == 700
-    assert result.counts["candidates"] == 800
-    assert result.counts["dropped"]["parse_error"] == 700  # request_budget rows: not lost, not bought
+    assert result.counts.candidates == 800
+    assert result.counts.dropped["parse_error"] == 700  # request_budget rows: not lost, not bought
     # what was bought is kept: with error rate 0 every reply is right (some paths are duplicates)
-    assert result.counts["accepted"] + result.counts["dropped"]["duplicate"] == 100
-    assert result.counts["accepted"] >= 50
+    assert result.counts.accepted + result.counts.dropped["duplicate"] == 100
+    assert result.counts.accepted >= 50
     assert_accounted(result, tmp_path / "out")
 
 
@@ -153,15 +160,15 @@ def test_variants_stage_finishes_through_20pct_faults_and_accounts_for_every_can
     cfg = make_cfg(tmp_path, api_base, "teacher.timeout_s=1", "teacher.max_retries=8",
                    "curation.votes=3", "curation.min_agree=2")
     write_pool(tmp_path, seeds)
-    result = generate_variants(cfg, tmp_path / "pool.jsonl", tmp_path / "out", round=1,
+    result = generate_variants(cfg, tmp_path / "attempts.jsonl", tmp_path / "out", round_index=1,
                                train_path=seeds[0], test_paths=[seeds[1]])
     outcomes = Counter(line["outcome"] for line in read_log(log))
     assert outcomes["429"] and outcomes["500"] and outcomes["timeout"], outcomes
-    assert result.counts["candidates"] == 20 * 1 + 20 * 2
+    assert result.counts.candidates == 20 * 1 + 20 * 2
     assert_accounted(result, tmp_path / "out")
-    dropped = result.counts["dropped"]
+    dropped = result.counts.dropped
     assert dropped["parse_error"] + dropped["disagreement"] >= 3  # the malformed and wrong replies, with reasons
-    assert result.counts["accepted"] >= 25
+    assert result.counts.accepted >= 25
 
 
 def test_variants_are_voted_on_decontaminated_and_carry_lineage(tmp_path, seeds, teacher_server):
@@ -169,9 +176,9 @@ def test_variants_are_voted_on_decontaminated_and_carry_lineage(tmp_path, seeds,
     cfg = make_cfg(tmp_path, api_base, "curation.votes=3", "curation.min_agree=2")
     pool = write_pool(tmp_path, seeds)
     # a held-out test problem planted in the pool's training set must not come back as a variant
-    result = generate_variants(cfg, tmp_path / "pool.jsonl", tmp_path / "out", round=1,
+    result = generate_variants(cfg, tmp_path / "attempts.jsonl", tmp_path / "out", round_index=1,
                                train_path=seeds[0], test_paths=[seeds[1]])
-    assert result.counts["candidates"] == 20 * 1 + 20 * 2
+    assert result.counts.candidates == 20 * 1 + 20 * 2
     assert_accounted(result, tmp_path / "out")
     accepted = read_jsonl(tmp_path / "out" / "accepted.jsonl")
     assert len(accepted) >= 30

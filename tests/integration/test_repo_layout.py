@@ -47,7 +47,7 @@ def test_an_installed_wheel_has_its_profiles_prompts_and_samples(tmp_path):
                    capture_output=True, timeout=300)
     code = (
         "import sys; sys.path.insert(0, sys.argv[1])\n"
-        "import fdd_core; from fdd_core.profiles import load_config; from fdd_core.teacher.prompts import load_prompt\n"
+        "import fdd_core; from fdd_core.config_files import load_config; from fdd_core.teacher.prompts import load_prompt\n"
         "assert fdd_core.__file__.startswith(sys.argv[1]), fdd_core.__file__\n"
         "import fdd_cli.main; assert fdd_cli.main.__file__.startswith(sys.argv[1]), fdd_cli.main.__file__\n"
         "print(load_config('demo').data.n_seed, load_config('gsm8k').data.benchmarks[0],"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from fdd_core.profiles import load_config
+from fdd_core.config_files import load_config
 from fdd_core.records import Problem
 from fdd_core.run_data import prepare_data
 from fdd_core.store import read_jsonl
@@ -12,7 +12,7 @@ def test_benchmarks_are_written_as_problem_files(tmp_path, data_dir):
     cfg = load_config(None, [f"data.data_dir={data_dir}", "data.benchmarks=[synthetic-test, gsm8k, svamp]",
                              "data.eval_limit=25", "data.n_seed=10"])
     result = prepare_data(cfg, tmp_path)
-    assert result.counts["rows"] == {"seed": 10, "synthetic-test": 25, "gsm8k": 25, "svamp": 25}
+    assert result.counts.rows == {"seed": 10, "synthetic-test": 25, "gsm8k": 25, "svamp": 25}
     assert Problem.model_validate(read_jsonl(result.outputs["gsm8k"])[0]).source == "gsm8k"
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from fdd_core.store import verify_manifest
+
 from .conftest import FDD, REPO, read_log
 
 pytestmark = pytest.mark.slow
@@ -40,6 +42,15 @@ def stage_manifests(run_dir: Path) -> dict[str, float]:
     # data/ is rewritten by every run on purpose (cheap and deterministic); stages are not
     return {str(p.relative_to(run_dir)): p.stat().st_mtime for p in run_dir.rglob("MANIFEST.json")
             if not p.is_relative_to(run_dir / "data")}
+
+
+def assert_every_stage_folder_ends_with_its_manifest(run_dir: Path) -> None:
+    folders = [run_dir / "data", *(d for r in (run_dir / "rounds").iterdir() for d in r.iterdir() if d.is_dir())]
+    assert len(folders) > 5, folders
+    for folder in folders:
+        record = verify_manifest(folder)
+        assert record is not None, f"{folder.relative_to(run_dir)}: no MANIFEST.json, or its outputs changed since"
+        assert {"stage", "outputs", "counts", "seconds"} <= set(record["result"]), folder
 
 
 @pytest.mark.robustness
@@ -82,6 +93,7 @@ def test_killed_run_resumes_and_a_finished_run_reruns_without_work(tmp_path, tea
     assert "this invocation: 0 new teacher replies bought" in rerun.stdout, rerun.stdout[-2000:]
     assert stage_manifests(run_dir) == after_resume, "the re-run redid a stage (trained, evaluated ...)"
     assert json.loads((run_dir / "report.json").read_text())["rounds"][-1]["accuracy"] == report["rounds"][-1]["accuracy"]
+    assert_every_stage_folder_ends_with_its_manifest(run_dir)
 
 
 @pytest.mark.robustness
@@ -120,6 +132,7 @@ def test_same_config_in_another_folder_is_its_own_run(tmp_path, teacher_server):
         stages = {stage: json.loads((run_dir / "rounds" / "r0" / stage / "MANIFEST.json").read_text())
                   ["result"]["seconds"] for stage in ("solutions", "student", "eval")}
         assert report["rounds"][0]["seconds"] >= sum(stages.values()) - 0.05, (report["rounds"][0]["seconds"], stages)
+        assert_every_stage_folder_ends_with_its_manifest(run_dir)
 
 
 @pytest.mark.robustness

@@ -14,7 +14,7 @@ import torch
 
 from fdd_core import synthetic
 from fdd_core.config import InferenceConfig, StudentConfig
-from fdd_core.profiles import ConfigError
+from fdd_core.config_files import ConfigError
 from fdd_core.student.factory import build_tiny_student, load_student
 from fdd_core.student.infer import WORKER, StudentNotFound, generate_programs, generate_texts, inspect_student
 from fdd_core.student.prompting import build_prompt, program_from_generation

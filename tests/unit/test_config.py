@@ -4,7 +4,7 @@ import pytest
 from pydantic import BaseModel
 
 from fdd_core.config import FDDConfig
-from fdd_core.profiles import ConfigError, config_to_yaml, load_config
+from fdd_core.config_files import ConfigError, config_to_yaml, load_config
 
 
 def _fields(model: type[BaseModel], prefix: str = ""):

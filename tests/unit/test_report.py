@@ -2,16 +2,17 @@
 
 import json
 
-from fdd_core.report import round_row, text_table, write_report
+from fdd_core.report import text_table, write_report
+from fdd_core.results import RoundRow, RoundTeacher
 
 
 def rounds():
     return [
-        round_row(round=0, train_size=900, accuracy={"synthetic-test": 0.41}, seconds=61.2,
-                  teacher={"requests": 1600, "cached": 0, "tokens": 500_000, "cost_usd": 0.0}),
-        round_row(round=1, train_size=1200, easy=300, hard=100, candidates=500, accepted=310,
-                  accuracy={"synthetic-test": 0.55}, seconds=70.0,
-                  teacher={"requests": 2000, "cached": 40, "tokens": 600_000, "cost_usd": None}),
+        RoundRow(round=0, train_size=900, accuracy={"synthetic-test": 0.41}, seconds=61.2,
+                 teacher=RoundTeacher(requests=1600, cached=0, tokens=500_000, cost_usd=0.0)),
+        RoundRow(round=1, train_size=1200, easy=300, hard=100, candidates=500, accepted=310,
+                 accuracy={"synthetic-test": 0.55}, seconds=70.0,
+                 teacher=RoundTeacher(requests=2000, cached=40, tokens=600_000, cost_usd=None)),
     ]
 
 

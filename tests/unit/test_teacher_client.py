@@ -135,28 +135,31 @@ def test_identical_requests_in_one_batch_are_sent_once(tmp_path):
 def test_the_kind_travels_as_data_and_stays_out_of_the_store_key(tmp_path):
     # A harder request whose prompt text no longer says so: the kind field still makes it one.
     prompt = load_prompt("harder")
+    question = "Maya has 12 marbles. She gives 5 marbles to Leo. How many marbles does Maya have now?"
     messages = [{**m, "content": m["content"].replace("### Task: harder", "### Assignment")}
-                for m in prompt.messages("Maya has 12 marbles. She gives 5 marbles to Leo. How many marbles does Maya have now?")]
+                for m in prompt.messages(question)]
     assert "### Task" not in messages[-1]["content"]
     request = TeacherRequest(messages, prompt.tag, 0, "edited", kind="harder")
     client = _client(tmp_path, offline_error_rate=0.0)  # registers the offline provider with no damage
     [reply] = client.generate([request])
     assert reply.ok and parse_reply(reply.text, "harder").ok, reply.text
     assert reply.text == OfflineTeacher(0.0, seed=0).reply(messages, sample_seed(0, 0), "harder")
-    # The key: what it always was, whatever the kind; pinned, so stores on disk keep serving.
+    # The key: what it always was, whatever the kind; pinned to the values the client gave before
+    # requests had a kind, so stores already on disk keep serving their replies.
     assert client.key(replace(request, kind="similar")) == client.key(request)
     pinned = TeacherRequest(
         [{"role": "system", "content": "You write math problems."},
-         {"role": "user", "content": "### Task: harder\nProblem: Ann has 2 pens. She buys 3 more. How many pens does she have?"}],
+         {"role": "user", "content": "### Task: harder\nProblem: Ann has 2 pens. She buys 3 more. How many pens?"}],
         "harder.v1", 3, "x", kind="harder",
     )
     store = ResponseStore(tmp_path / "pinned.sqlite")
     offline_cfg = TeacherConfig(model="fdd-offline/teacher", temperature=0.7, max_tokens=768)
-    http_cfg = TeacherConfig(model="openai/teacher", api_base="http://127.0.0.1:8765/v1", temperature=0.7, max_tokens=768)
+    http_cfg = TeacherConfig(model="openai/teacher", api_base="http://127.0.0.1:8765/v1", temperature=0.7,
+                             max_tokens=768)
     assert TeacherClient(offline_cfg, BudgetConfig(), store, seed=5).key(pinned) == (
-        "641e6b7cbec8cc06c31ed031126dc2772d24ae08954e8ae3c791502963e9ed7d")
+        "2790c7fc6afbe8efc6b5853d123504e9982360bee3994ef71ec9852d84d0eebd")
     assert TeacherClient(http_cfg, BudgetConfig(), store, seed=5).key(pinned) == (
-        "bfa89d165dd0ef6c8278db15c7929f3450ae2cdeb2df83e22b7822e2fe837197")
+        "547f7f30d231c92e353885e3ca88b3d631503ff6e2f77fcddc68294a5d1bdcf3")
     # A request must say what it asks for: no kind, or another word, is refused up front.
     with pytest.raises(TypeError):
         TeacherRequest(messages, prompt.tag, 0, "no-kind")  # type: ignore[call-arg]

@@ -1,6 +1,6 @@
 """The run's data preparation and the growth of the distillation set between rounds."""
 
-from fdd_core.profiles import load_config
+from fdd_core.config_files import load_config
 from fdd_core.records import Example
 from fdd_core.run_data import grow_training_set, prepare_data
 from fdd_core.store import read_jsonl, verify_manifest, write_jsonl
@@ -10,7 +10,7 @@ def test_synthetic_run_data_is_fixed_by_the_seed(tmp_path):
     cfg = load_config(None, ["data.n_seed=50", "data.n_synthetic_test=40"])
     first = prepare_data(cfg, tmp_path / "a")
     second = prepare_data(cfg, tmp_path / "b")
-    assert first.counts["rows"] == {"seed": 50, "synthetic-test": 40}
+    assert first.counts.rows == {"seed": 50, "synthetic-test": 40}
     assert (tmp_path / "a" / "seed.jsonl").read_text() == (tmp_path / "b" / "seed.jsonl").read_text()
     assert verify_manifest(tmp_path / "a") is not None
     seeds = {r["question"] for r in read_jsonl(first.outputs["seed"])}
@@ -25,6 +25,6 @@ def test_training_set_grows_by_the_accepted_rows_once(tmp_path):
 
     previous = write_jsonl(tmp_path / "r0.jsonl", [ex(0), ex(1)])
     accepted = write_jsonl(tmp_path / "acc.jsonl", [ex(1), ex(2, round=1, split="easy")])
-    result = grow_training_set(previous, [accepted], tmp_path / "r1.jsonl")
-    assert result.counts == {"examples": 3}
-    assert [r["id"] for r in read_jsonl(tmp_path / "r1.jsonl")] == ["e0", "e1", "e2"]
+    result = grow_training_set(previous, [accepted], tmp_path / "r1")
+    assert result.counts.examples == 3
+    assert [r["id"] for r in read_jsonl(tmp_path / "r1" / "train.jsonl")] == ["e0", "e1", "e2"]

@@ -16,7 +16,7 @@ from fdd_core.config import FDDConfig
 from fdd_core.curation import ContaminationIndex, curate_solutions, curate_variants
 from fdd_core.sandbox import Sandbox
 from fdd_core.records import AttemptRow, Candidate, Problem, load_problems
-from fdd_core.results import CurationCounts, GenerationResult, TeacherUsage
+from fdd_core.results import GenerationResult, TeacherUsage
 from fdd_core.store import finish_stage, iter_jsonl, read_jsonl, write_jsonl
 from fdd_core.teacher.client import TeacherClient, TeacherReply, TeacherRequest
 from fdd_core.teacher.parsing import parse_reply
