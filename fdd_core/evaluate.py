@@ -18,7 +18,7 @@ from fdd_core.config import FDDConfig
 from fdd_core.sandbox import Sandbox
 from fdd_core.records import EvalRow, Problem, load_problems
 from fdd_core.results import EvalCounts, EvalResult
-from fdd_core.store import atomic_write_text, write_jsonl
+from fdd_core.store import atomic_write_text, finish_stage, write_jsonl
 from fdd_core.run_data import SYNTHETIC_TEST, synthetic_splits
 from fdd_core.synthetic import steps_of
 
@@ -162,7 +162,10 @@ def evaluate_student(cfg: FDDConfig, model_path: Path, benchmarks: Mapping[str, 
     }
     outputs["eval"] = str(atomic_write_text(out_dir / "eval.json", json.dumps(report, indent=2) + "\n"))
     counts = EvalCounts(accuracy=report["accuracy"], rows={name: s["rows"] for name, s in summaries.items()})
-    return EvalResult(outputs=outputs, counts=counts, seconds=round(time.monotonic() - started, 3))
+    result = EvalResult(outputs=outputs, counts=counts, seconds=round(time.monotonic() - started, 3))
+    files = {name: value for name, value in (benchmarks or {}).items() if isinstance(value, (str, Path))
+             and Path(value).is_file()}
+    return finish_stage(out_dir, files, result)
 
 
 def _log_progress(stage: str):
