@@ -239,7 +239,10 @@ class _Batch:
             self._read(watched[fd])
         now = time.monotonic()
         for worker in list(self.workers):
-            if worker in watched.values() and worker.deadline <= now:
+            # a worker that only just said it is ready, with no program yet, is past its start-up deadline
+            # when it waited in the pool that long: it has nothing to overrun
+            busy = worker.chunk or not worker.ready
+            if worker in watched.values() and busy and worker.deadline <= now:
                 self._overrun(worker)
 
     def _read(self, worker: Worker) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import select
 import threading
 import time
 from dataclasses import asdict
@@ -172,6 +173,16 @@ def test_run_rejects_a_bare_string_and_accepts_an_empty_batch(sandbox):
     with pytest.raises(TypeError):
         sandbox.run([b"ans = 1"])
     assert sandbox.run([]) == []
+
+
+def test_a_worker_that_waited_long_in_the_pool_still_runs_programs():
+    # A worker's start-up deadline runs from its spawn; one that waited in the pool past it, its "ready" frame
+    # still unread, was taken for an overrun with no program and crashed run() with IndexError (seen in CI).
+    with Sandbox(workers=1, timeout_s=1.0) as box:
+        for worker in box._pool._idle:  # it starts and writes its ready frame, which nobody reads yet
+            assert select.select([worker.fd], [], [], 30)[0], "the worker never said it is ready"
+            worker.deadline = time.monotonic() - 1.0  # as if it had waited 30 s
+        assert [r.answer for r in box.run(["ans = 6 * 7"])] == [42]
 
 
 def test_closed_sandbox_refuses_work():

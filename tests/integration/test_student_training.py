@@ -84,7 +84,9 @@ def test_tiny_student_learns_saves_and_is_deterministic(tmp_path, data, tiny_bas
     assert tok.eos_token_id is not None and tok.pad_token_id is not None
     saved = json.loads((tmp_path / "a" / "training_config.json").read_text())
     assert saved["fdd_config"]["training"]["max_steps"] == 40 and saved["start"] == str(base)
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["model", "train_log.jsonl", "training_config.json"]
+    # the stage folder ends with its MANIFEST, like every stage's (no trainer scratch left behind)
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["MANIFEST.json", "model", "train_log.jsonl",
+                                                                  "training_config.json"]
 
     again = train_student(cfg, data[0], tmp_path / "b", base=base)
     assert same_weights(state(model_dir, AutoModelForCausalLM), state(again.outputs["model"], AutoModelForCausalLM))
