@@ -13,7 +13,7 @@ from fdd_core.config import FDDConfig
 from fdd_core.interrupts import redeliver_swallowed_interrupts
 from fdd_core.config_files import config_to_yaml
 from fdd_core.report import table, write_report
-from fdd_core.results import RoundRow, RoundSummary, RunResult
+from fdd_core.results import RoundRow, RoundSummary, RunResult, TeacherUsage
 from fdd_core.store import atomic_write_text
 from tasks.caching import needs_refresh
 from tasks.stages import (
@@ -36,9 +36,11 @@ def _run(task, out_dir: Path, *args, **kwargs):
 
 @flow(name="fdd-round", log_prints=True)
 def fdd_round(cfg: FDDConfig, round_index: int, run_dir: str, train: str, benchmarks: dict[str, str], base: str,
-              last: bool, best: float | None = None, previous_model: str | None = None) -> RoundSummary:
+              last: bool, best: float | None = None, previous_model: str | None = None,
+              spent: TeacherUsage | None = None) -> RoundSummary:
     """Train from the base on this round's set, evaluate; then, unless this round ends the run (the last
-    one, or held-out accuracy gained less than run.min_gain over `best`), feedback and new problems."""
+    one, or held-out accuracy gained less than run.min_gain over `best`), feedback and new problems.
+    `spent` is what the run's teacher stages spent before this round: the budget holds for the whole run."""
     rdir = Path(run_dir) / "rounds" / f"r{round_index}"
     trained = _run(train_task, rdir / "student", cfg, train, str(rdir / "student"), base, previous_model)
     model = trained.outputs["model"]
@@ -55,7 +57,7 @@ def fdd_round(cfg: FDDConfig, round_index: int, run_dir: str, train: str, benchm
                   round_index)
         tests = list(benchmarks.values())
         gen = _run(generate_variants_task, rdir / "variants", cfg, fb.outputs["attempts"], str(rdir / "variants"),
-                   round_index + 1, train, tests)
+                   round_index + 1, train, tests, spent, run_dir)
         nxt = _run(grow_training_set_task, rdir.parent / f"r{round_index + 1}" / "training_set", train,
                    [gen.outputs["accepted"]], str(rdir.parent / f"r{round_index + 1}" / "training_set"))
         summary = summary.model_copy(update=dict(
@@ -77,7 +79,9 @@ def fdd(cfg: FDDConfig = FDDConfig()) -> RunResult:
     data = prepare_data_task(cfg, str(run_dir / "data"))
     benchmarks = {name: data.outputs[name] for name in cfg.data.benchmarks}
     r0 = run_dir / "rounds" / "r0"
-    init = _run(generate_solutions_task, r0 / "solutions", cfg, data.outputs["seed"], str(r0 / "solutions"))
+    init = _run(generate_solutions_task, r0 / "solutions", cfg, data.outputs["seed"], str(r0 / "solutions"),
+                TeacherUsage(), str(run_dir))
+    spent = init.teacher  # the run's teacher spend so far, handed to each teacher stage (one budget per run)
     train = _run(grow_training_set_task, r0 / "training_set", None, [init.outputs["accepted"]],
                  str(r0 / "training_set")).outputs["train"]
     base = base_checkpoint_task(cfg, str(run_dir), train)
@@ -86,7 +90,8 @@ def fdd(cfg: FDDConfig = FDDConfig()) -> RunResult:
     primary = cfg.data.benchmarks[0]
     for r in range(cfg.run.rounds + 1):
         summary = fdd_round.with_options(flow_run_name=f"round-{r}")(
-            cfg, r, str(run_dir), train, benchmarks, base, r == cfg.run.rounds, best, previous_model)
+            cfg, r, str(run_dir), train, benchmarks, base, r == cfg.run.rounds, best, previous_model, spent)
+        spent = spent + summary.teacher
         # round 0's teacher work and time include the initial solutions of the seed problems
         row = summary.row(r, extra=init.teacher if r == 0 else None, extra_seconds=init.seconds if r == 0 else 0.0)
         rows.append(row)

@@ -30,14 +30,16 @@ def config_fields(cfg: FDDConfig, fields: Sequence[str]) -> dict[str, Any]:
     return picked
 
 
-def stage_cache_key(stage: str, version: int, fields: Sequence[str], inputs: Sequence[str]) -> Callable:
-    """A Prefect cache_key_fn for a task whose parameters are `cfg`, input paths named in `inputs`, and scalars."""
+def stage_cache_key(stage: str, version: int, fields: Sequence[str], inputs: Sequence[str],
+                    ignore: Sequence[str] = ()) -> Callable:
+    """A Prefect cache_key_fn for a task whose parameters are `cfg`, input paths named in `inputs`, scalars, and
+    parameters named in `ignore` that do not decide the stage's output."""
 
     def key(_context, parameters: dict[str, Any]) -> str:
         parts: dict[str, Any] = {"stage": stage, "version": version,
                                  "config": config_fields(parameters["cfg"], fields)}
         for name, value in sorted(parameters.items()):
-            if name == "cfg":
+            if name == "cfg" or name in ignore:
                 continue
             if name in inputs:
                 if isinstance(value, dict):

@@ -16,7 +16,7 @@ from fdd_core.evaluate import evaluate_student
 from fdd_core.feedback import run_feedback
 from fdd_core.teacher.stages import generate_solutions, generate_variants
 from fdd_core.results import DataResult, EvalResult, FeedbackResult, GenerationResult, PoolResult, TrainingSetResult
-from fdd_core.results import TrainResult
+from fdd_core.results import TeacherUsage, TrainResult
 from fdd_core.run_data import grow_training_set, pool_from_training_set, prepare_data
 from fdd_core.store import read_jsonl
 from fdd_core.student.factory import base_checkpoint
@@ -27,6 +27,9 @@ from tasks.progress import progress_artifact
 TEACHER = ["teacher", "budget", "curation", "sandbox", "run.seed"]
 STUDENT = ["student", "run.seed"]
 HOUR = 3600
+# What the run spent before a teacher stage, and who the run is: they set where the budget starts, not what a
+# finished stage produced, so a resumed run finds its finished stages whatever came before them
+LEDGER = ["spent", "run"]
 
 
 # Cheap, deterministic stages are not cached across runs: redoing them costs less than checking them.
@@ -36,9 +39,10 @@ def prepare_data_task(cfg: FDDConfig, out_dir: str) -> DataResult:
 
 
 @task(name="generate-solutions", retries=2, retry_delay_seconds=10, timeout_seconds=12 * HOUR,
-      cache_key_fn=stage_cache_key("generate_solutions", 2, TEACHER, ["problems"]), persist_result=True)
-def generate_solutions_task(cfg: FDDConfig, problems: str, out_dir: str) -> GenerationResult:
-    return generate_solutions(cfg, Path(problems), Path(out_dir), round_index=0)
+      cache_key_fn=stage_cache_key("generate_solutions", 3, TEACHER, ["problems"], LEDGER), persist_result=True)
+def generate_solutions_task(cfg: FDDConfig, problems: str, out_dir: str, spent: TeacherUsage | None = None,
+                            run: str | None = None) -> GenerationResult:
+    return generate_solutions(cfg, Path(problems), Path(out_dir), round_index=0, spent=spent, run=run)
 
 
 @task(name="grow-training-set", cache_policy=NO_CACHE)
@@ -81,8 +85,10 @@ def pool_task(train: str, out_dir: str) -> PoolResult:
 
 
 @task(name="generate-variants", retries=2, retry_delay_seconds=10, timeout_seconds=12 * HOUR, persist_result=True,
-      cache_key_fn=stage_cache_key("generate_variants", 2, [*TEACHER, "feedback"], ["attempts", "train", "tests"]))
+      cache_key_fn=stage_cache_key("generate_variants", 3, [*TEACHER, "feedback"], ["attempts", "train", "tests"],
+                                   LEDGER))
 def generate_variants_task(cfg: FDDConfig, attempts: str, out_dir: str, round_index: int, train: str,
-                           tests: list[str]) -> GenerationResult:
+                           tests: list[str], spent: TeacherUsage | None = None, run: str | None = None
+                           ) -> GenerationResult:
     return generate_variants(cfg, Path(attempts), Path(out_dir), round_index=round_index, train_path=Path(train),
-                             test_paths=[Path(p) for p in tests])
+                             test_paths=[Path(p) for p in tests], spent=spent, run=run)

@@ -113,14 +113,17 @@ def _retry_after(e: BaseException) -> float | None:
 
 
 class TeacherClient:
-    """Sends teacher requests through litellm; see agenerate. One client per run: the budget and
-    stats count over the client's life (pass spent_requests/spent_usd to carry a run's earlier spend).
+    """Sends teacher requests through litellm; see agenerate. The budget and stats count over the
+    client's life; a run carries its earlier stages' spend in with spent_requests/spent_usd, and names
+    itself with `run` (its run directory): the store records which run bought each reply, so a reply this
+    run bought in an earlier, interrupted invocation counts against its budget again when served from
+    the store (it was paid for by this run), while one bought by another run is free.
     Calls may follow one another from any thread, but not run at once from two threads."""
 
     def __init__(self, cfg: TeacherConfig, budget: BudgetConfig, store: ResponseStore, *, seed: int = 0,
                  retry_base_s: float = 1.0, retry_max_s: float = 30.0, spent_requests: int = 0,
-                 spent_usd: float = 0.0) -> None:
-        self.cfg, self.budget, self.store, self.seed = cfg, budget, store, seed
+                 spent_usd: float = 0.0, run: str | None = None) -> None:
+        self.cfg, self.budget, self.store, self.seed, self.run = cfg, budget, store, seed, run
         self.retry_base_s, self.retry_max_s = retry_base_s, retry_max_s  # backoff: base * 2**attempt, capped
         self.__api_key = self._read_key(cfg)  # name-mangled, never in repr, stats or the store
         if budget.max_usd is not None and not is_priced(cfg.model):
@@ -255,10 +258,22 @@ class TeacherClient:
         st.saved_usd = None if cost_usd is None or st.saved_usd is None else st.saved_usd + cost_usd
 
     def _from_store(self, request: TeacherRequest, key: str, stored: StoredReply) -> TeacherReply:
-        self.stats.cached += 1
-        self._saved(stored.cost_usd)
+        if self.run is not None and stored.run == self.run:
+            self._count_paid(stored.prompt_tokens, stored.completion_tokens, stored.cost_usd)
+            self.stats.bought_earlier += 1
+        else:
+            self.stats.cached += 1
+            self._saved(stored.cost_usd)
         return TeacherReply(request, stored.text, None, True, stored.prompt_tokens, stored.completion_tokens,
                             0.0, key)
+
+    def _count_paid(self, prompt_tokens: int, completion_tokens: int, cost: float | None) -> None:
+        """One reply this run paid for, now or in an earlier invocation: on the budget and in the stats."""
+        self.ledger.record(cost)
+        st = self.stats
+        st.prompt_tokens += prompt_tokens
+        st.completion_tokens += completion_tokens
+        st.cost_usd = None if cost is None or st.cost_usd is None else st.cost_usd + cost
 
     def _exhausted(self) -> bool:
         if self.ledger.exhausted():
@@ -333,15 +348,9 @@ class TeacherClient:
             cost = token_cost(self.cfg.model, prompt_tokens, completion_tokens)
         else:
             cost = 0.0 if self.cfg.model.startswith(FREE_PROVIDERS) else None
-        self.ledger.record(cost)
+        self._count_paid(prompt_tokens, completion_tokens, cost)
         st = self.stats
         st.requests += 1
-        st.prompt_tokens += prompt_tokens
-        st.completion_tokens += completion_tokens
-        if cost is None or st.cost_usd is None:
-            st.cost_usd = None
-        else:
-            st.cost_usd += cost
         try:
             text = response.choices[0].message.content
         except (AttributeError, IndexError, TypeError):
@@ -349,7 +358,8 @@ class TeacherClient:
         if not text:
             st.failures += 1
             return TeacherReply(request, None, "empty reply", False, prompt_tokens, completion_tokens, cost, key)
-        self.store.put(key, StoredReply(text, prompt_tokens, completion_tokens, cost, self.cfg.model, request.prompt))
+        self.store.put(key, StoredReply(text, prompt_tokens, completion_tokens, cost, self.cfg.model, request.prompt,
+                                        run=self.run))
         return TeacherReply(request, text, None, False, prompt_tokens, completion_tokens, cost, key)
 
     @property

@@ -49,8 +49,9 @@ class TeacherStats:
     retries: int = 0  # attempts after the first of a request
     failures: int = 0  # requests that ended in an error (budget skips not counted)
     skipped: int = 0  # requests not sent because the budget was reached
-    cached: int = 0  # requests served without paying (store hits, duplicates in a batch)
-    prompt_tokens: int = 0
+    cached: int = 0  # requests served without paying (store hits bought by another run, duplicates in a batch)
+    bought_earlier: int = 0  # store hits this run bought in an earlier invocation (on its budget and in tokens, cost)
+    prompt_tokens: int = 0  # of the replies this run paid for (requests + bought_earlier)
     completion_tokens: int = 0
     cost_usd: float | None = 0.0  # None once any paid reply's cost is unknown
     saved_usd: float | None = 0.0  # stored cost of the cached replies; None if one is unknown

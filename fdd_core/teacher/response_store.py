@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS replies (
     prompt_tokens INTEGER NOT NULL,
     completion_tokens INTEGER NOT NULL,
     cost_usd REAL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    run TEXT
 )
 """
 
@@ -41,6 +42,7 @@ class StoredReply:
     model: str = ""
     prompt: str = ""  # prompt tag, e.g. "solve.v1"
     created: float = field(default_factory=time.time)
+    run: str | None = None  # the run that bought it (its run directory): what that run's budget counts
 
 
 def canonical_json(obj: Any) -> str:
@@ -80,6 +82,9 @@ class ResponseStore:
                     conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=FULL")
                 conn.execute(_SCHEMA)
+                columns = {row[1] for row in conn.execute("PRAGMA table_info(replies)")}
+                if "run" not in columns:  # a store written before replies recorded their buyer
+                    conn.execute("ALTER TABLE replies ADD COLUMN run TEXT")
                 return
             except sqlite3.OperationalError as e:
                 if "locked" not in str(e) or time.monotonic() > deadline:
@@ -124,7 +129,7 @@ class ResponseStore:
             row = (
                 self._db()
                 .execute(
-                    "SELECT text, prompt_tokens, completion_tokens, cost_usd, model, prompt, created"
+                    "SELECT text, prompt_tokens, completion_tokens, cost_usd, model, prompt, created, run"
                     " FROM replies WHERE key = ?",
                     (key,),
                 )
@@ -150,8 +155,8 @@ class ResponseStore:
         with self._lock:
             self._db().execute(
                 "INSERT OR IGNORE INTO replies"
-                " (key, model, prompt, text, prompt_tokens, completion_tokens, cost_usd, created)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " (key, model, prompt, text, prompt_tokens, completion_tokens, cost_usd, created, run)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key,
                     reply.model,
@@ -161,6 +166,7 @@ class ResponseStore:
                     int(reply.completion_tokens),
                     reply.cost_usd,
                     reply.created,
+                    reply.run,
                 ),
             )
 

@@ -8,8 +8,9 @@ its lineage, curates, and writes candidates, decisions and accepted rows to `out
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from fdd_core.config import FDDConfig
@@ -24,8 +25,12 @@ from fdd_core.teacher.prompts import load_prompt
 from fdd_core.teacher.response_store import ResponseStore
 
 
-def generate_solutions(cfg: FDDConfig, problems_path: Path, out_dir: Path, *, round_index: int = 0) -> GenerationResult:
-    """k program-of-thought solutions per problem, kept when the program runs and matches the gold answer."""
+def generate_solutions(cfg: FDDConfig, problems_path: Path, out_dir: Path, *, round_index: int = 0,
+                       spent: TeacherUsage | None = None, run: str | None = None) -> GenerationResult:
+    """k program-of-thought solutions per problem, kept when the program runs and matches the gold answer.
+
+    spent: what the run's finished stages already spent (the budget holds for the whole run); run: the run
+    directory, recorded as the buyer of each reply (see TeacherClient)."""
     started = time.monotonic()
     problems = load_problems(problems_path)
     prompt = load_prompt("solve")
@@ -34,7 +39,9 @@ def generate_solutions(cfg: FDDConfig, problems_path: Path, out_dir: Path, *, ro
         for p in problems
         for sample in range(cfg.teacher.k_solutions)
     ]
-    replies, usage = _ask_teacher(cfg, requests)
+    with _teacher(cfg, spent, run) as client:
+        replies = client.generate(requests)
+        usage = _usage(client)
     by_id = {p.id: p for p in problems}
     candidates = []
     for reply in replies:
@@ -56,12 +63,14 @@ def generate_variants(
     round_index: int,
     train_path: Path | None = None,
     test_paths: Sequence[Path] = (),
+    spent: TeacherUsage | None = None,
+    run: str | None = None,
 ) -> GenerationResult:
     """Harder variants of easy problems and similar problems for hard ones, verified by independent votes.
 
     attempts_path holds the feedback stage's attempts (AttemptRow: a problem and its easy/hard split);
     train_path the current distillation set (new questions must not duplicate it); test_paths
-    the benchmark test sets to decontaminate against, as Problem JSONL.
+    the benchmark test sets to decontaminate against, as Problem JSONL. spent and run: as generate_solutions.
     """
     started = time.monotonic()
     attempted = [AttemptRow.model_validate(row) for _, row in iter_jsonl(attempts_path)]
@@ -78,16 +87,17 @@ def generate_variants(
             request_id = f"{kind}-{problem.id}#{sample}"
             parents[request_id] = (problem, split, kind)
             requests.append(TeacherRequest.for_prompt(prompt, problem.question, sample, request_id))
-    replies, usage = _ask_teacher(cfg, requests)
-    candidates = []
-    for reply in replies:
-        problem, split, kind = parents[reply.request.request_id]
-        candidates.append(
-            _candidate(cfg, reply, kind, problem, round=round_index, split=split,
-                       id=f"r{round_index}-{reply.request.request_id}")
-        )
-    votes, vote_usage = _vote(cfg, [c for c in candidates if not c.parse_error])
-    usage = usage + vote_usage
+    with _teacher(cfg, spent, run) as client:
+        replies = client.generate(requests)
+        candidates = []
+        for reply in replies:
+            problem, split, kind = parents[reply.request.request_id]
+            candidates.append(
+                _candidate(cfg, reply, kind, problem, round=round_index, split=split,
+                           id=f"r{round_index}-{reply.request.request_id}")
+            )
+        votes = _vote(cfg, client, [c for c in candidates if not c.parse_error])
+        usage = _usage(client)
     known = [row["question"] for row in read_jsonl(train_path)] if train_path else []
     index = ContaminationIndex.from_problems(
         [p for path in test_paths for p in load_problems(path)], n=cfg.curation.decontamination_ngram
@@ -112,7 +122,7 @@ def problems_file(source: str, out_dir: Path, cfg: FDDConfig, *, limit: int | No
     return write_jsonl(Path(out_dir) / "problems.jsonl", problems)
 
 
-def _vote(cfg: FDDConfig, candidates: list[Candidate]) -> tuple[dict[str, list[str]], TeacherUsage]:
+def _vote(cfg: FDDConfig, client: TeacherClient, candidates: list[Candidate]) -> dict[str, list[str]]:
     """Independent teacher solutions of each new question: the self-consistency check's ballots."""
     prompt = load_prompt("solve")
     requests = [
@@ -120,29 +130,27 @@ def _vote(cfg: FDDConfig, candidates: list[Candidate]) -> tuple[dict[str, list[s
         for c in candidates
         for sample in range(cfg.curation.votes)
     ]
-    replies, usage = _ask_teacher(cfg, requests)
     votes: dict[str, list[str]] = {c.id: [] for c in candidates}
-    for reply in replies:
+    for reply in client.generate(requests):
         votes[reply.request.request_id].append(parse_reply(reply.text, "solve").program)
-    return votes, usage
+    return votes
 
 
-def _ask_teacher(cfg: FDDConfig, requests: list[TeacherRequest]) -> tuple[list[TeacherReply], TeacherUsage]:
-    if not requests:
-        return [], TeacherUsage()
-    store = ResponseStore(Path(cfg.teacher.cache_path).expanduser())
-    try:
-        client = TeacherClient(cfg.teacher, cfg.budget, store, seed=cfg.run.seed)
-        replies = client.generate(requests)
-        s = client.stats
-        usage = TeacherUsage(
-            requests=s.requests, cached=s.cached, failed=s.failures, skipped_budget=s.skipped,
-            prompt_tokens=s.prompt_tokens, completion_tokens=s.completion_tokens,
-            cost_usd=s.cost_usd, saved_usd=s.saved_usd,
-        )
-    finally:
-        store.close()
-    return replies, usage
+@contextlib.contextmanager
+def _teacher(cfg: FDDConfig, spent: TeacherUsage | None, run: str | None) -> Iterator[TeacherClient]:
+    """One client for the whole stage, its ledger starting at what the run spent before it."""
+    spent = spent or TeacherUsage()
+    with ResponseStore(Path(cfg.teacher.cache_path).expanduser()) as store:
+        yield TeacherClient(cfg.teacher, cfg.budget, store, seed=cfg.run.seed, spent_requests=spent.requests,
+                            spent_usd=spent.cost_usd or 0.0, run=run)
+
+
+def _usage(client: TeacherClient) -> TeacherUsage:
+    """The stage's usage: replies this run paid for (now or in an interrupted earlier invocation), free ones."""
+    s = client.stats
+    return TeacherUsage(requests=s.requests + s.bought_earlier, cached=s.cached, failed=s.failures,
+                        skipped_budget=s.skipped, prompt_tokens=s.prompt_tokens,
+                        completion_tokens=s.completion_tokens, cost_usd=s.cost_usd, saved_usd=s.saved_usd)
 
 
 def _candidate(cfg: FDDConfig, reply: TeacherReply, kind: str, parent: Problem, **fields) -> Candidate:
