@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 
 import typer
 
@@ -23,7 +24,19 @@ def user_errors(command):
 
         try:
             return command(*args, **kwargs)
-        except (ConfigError, DataFileError, BenchmarkError) as e:
+        except (ConfigError, DataFileError, BenchmarkError, _teacher_config_error()) as e:
             fail(str(e))
 
     return wrapper
+
+
+class _NotRaised(Exception):
+    """Stands for an error class whose module was never imported (so nothing can have raised it)."""
+
+
+def _teacher_config_error() -> type[Exception]:
+    """TeacherConfigError (a teacher setting that makes the run impossible: a missing API key, an unpriced
+    model with budget.max_usd), looked up only once an error is being matched: importing the teacher client
+    imports litellm (seconds), which commands that never reach the teacher should not pay for."""
+    client = sys.modules.get("fdd_core.teacher.client")
+    return getattr(client, "TeacherConfigError", _NotRaised)

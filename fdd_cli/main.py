@@ -152,14 +152,36 @@ def _stored_replies(path: Path) -> int:
 
 @app.command("run")
 @user_errors
-def run(config: ConfigOpt = None, set_: SetOpt = None) -> None:
+def run(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Start nothing: print the most teacher requests, tokens and cost the config "
+                                       "can buy per stage and round, and where the budget would stop the run."),
+    ] = False,
+) -> None:
     """Run FDD end to end (the `fdd` Prefect flow). With no option: the embedded default.
 
     The embedded default needs no GPU, API key or network: the synthetic domain, the offline
     teacher through litellm, a tiny student built from config and trained on the CPU, Prefect's
     local backend. Re-running the same config resumes: finished stages and paid replies are reused.
+    A missing API key is an error before anything starts; --dry-run forecasts the teacher spend instead.
     """
     cfg = _config(config or "demo", set_)
+    from fdd_core.teacher.client import TeacherConfigError, check_teacher_key
+
+    if dry_run:
+        from fdd_core.teacher.forecast import forecast
+
+        for line in _forecast_lines(forecast(cfg)):
+            typer.echo(line)
+        try:
+            check_teacher_key(cfg.teacher)
+        except TeacherConfigError as e:  # a dry run buys nothing: say so, but it is no error
+            typer.echo(f"warning: {e}")
+        return
+    check_teacher_key(cfg.teacher)  # before Prefect starts: a missing key is one error line (user_errors)
     # SIGTERM (kill, docker stop, a scheduler's timeout) would end the process without Python's exit handlers,
     # leaving Prefect's temporary server running; as SystemExit the flow is marked crashed and the server stops.
     # One that lands in a garbage collection would be dropped by Python: the hook sends it again.
@@ -167,18 +189,87 @@ def run(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     redeliver_swallowed_interrupts()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-    from fdd_core.report import text_table
+    from fdd_core.report import text_table, totals_line
     from flows.fdd_flow import fdd
 
     store = Path(cfg.teacher.cache_path).expanduser()
     stored_before = _stored_replies(store)
     result = fdd(cfg)
     typer.echo(text_table(result.rounds))
+    typer.echo(totals_line(result.rounds))
     # The table counts what each round's data cost, stages reused from an earlier invocation included; say what
     # this invocation bought (new replies in the store; another run sharing the store at once adds to it).
     typer.echo(f"this invocation: {_stored_replies(store) - stored_before} new teacher replies bought "
                f"(the table's requests include stages reused from earlier invocations)")
     typer.echo(f"report: {result.report}")
+
+
+def _forecast_lines(fc) -> list[str]:
+    """`fdd run --dry-run`'s report of a teacher forecast (fdd_core.teacher.forecast.Forecast)."""
+    from fdd_core.teacher.costs import format_usd
+
+    if fc.free:
+        price = "free (the offline teacher): every cost below is a known $0"
+    elif fc.priced:
+        price = (f"litellm's price map: ${fc.usd_per_million_prompt:.4g} per 1M prompt tokens, "
+                 f"${fc.usd_per_million_completion:.4g} per 1M completion tokens")
+    else:
+        price = "not in litellm's price map: every cost below is unknown"
+    seeds = fc.seed_questions
+    lines = [
+        "dry run: nothing started, no teacher request sent, nothing trained",
+        f"teacher {fc.model}: {price}",
+        f"tokens: {fc.tokenizer}; seed questions: {seeds.count:,}, longest {seeds.longest_tokens} tokens, "
+        f"mean {seeds.mean_tokens:g} ({seeds.source})",
+        "",
+        "MAX = upper bound: the most this config can buy. EXP = expected: the same requests at typical lengths.",
+    ]
+    header = ["round", "stage", "part", "requests", "MAX prompt tok", "MAX compl tok", "MAX cost",
+              "EXP prompt tok", "EXP compl tok", "EXP cost"]
+    cells = [[str(r.round), r.stage, f"{r.part} ({r.prompts})", f"{r.max_requests:,}", f"{r.max_prompt_tokens:,}",
+              f"{r.max_completion_tokens:,}", format_usd(r.max_cost_usd), f"{r.expected_prompt_tokens:,}",
+              f"{r.expected_completion_tokens:,}", format_usd(r.expected_cost_usd)] for r in fc.rows]
+    t = fc.total
+    cells.append(["total", "", "", f"{t.max_requests:,}", f"{t.max_prompt_tokens:,}", f"{t.max_completion_tokens:,}",
+                  format_usd(t.max_cost_usd), f"{t.expected_prompt_tokens:,}", f"{t.expected_completion_tokens:,}",
+                  format_usd(t.expected_cost_usd)])
+    widths = [max(len(row[i]) for row in [header, *cells]) for i in range(len(header))]
+    left = {1, 2}  # text columns; numbers align right
+
+    def line(row: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+
+    lines += [line(header), *(line(row) for row in cells), ""]
+    lines += fc.assumptions
+    lines += _budget_lines(fc)
+    return lines
+
+
+def _budget_lines(fc) -> list[str]:
+    if not fc.budget:
+        return ["budget: none set (budget.max_requests, budget.max_usd): only run.rounds ends teacher spending"]
+    lines = []
+    for check in fc.budget:
+        if check.limit == "max_requests":
+            name, cap, most = "budget.max_requests", f"{int(check.value):,}", f"{fc.total.max_requests:,} requests"
+        else:
+            name, cap, most = "budget.max_usd", f"${check.value:g}", f"${fc.total.max_cost_usd or 0:.4f}"
+        if not check.enforceable:
+            lines.append(f"budget: {name}={cap} cannot be enforced: {fc.model} is not in litellm's price map, so "
+                         "the run refuses to start; set budget.max_requests instead")
+        elif not check.reached:
+            lines.append(f"budget: {name}={cap} cannot stop this run: the most it can buy is {most}")
+        else:
+            text = (f"budget: {name}={cap} can stop this run: the most it can buy ({most}) reaches it in round "
+                    f"{check.round} {check.stage} ({check.part}) at the earliest")
+            if check.expected_reached is True:
+                text += (f"; at the expected spend (${fc.total.expected_cost_usd or 0:.4f} in all) in round "
+                         f"{check.expected_round} {check.expected_stage} ({check.expected_part})")
+            elif check.expected_reached is False:
+                text += f"; the expected spend (${fc.total.expected_cost_usd or 0:.4f}) stays under it"
+            lines.append(text + ". Where the cap is reached, teacher spending stops; the run trains and evaluates "
+                                "that round, then ends")
+    return lines
 
 
 if __name__ == "__main__":  # python -m fdd_cli.main: the `fdd` script without the script

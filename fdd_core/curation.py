@@ -2,13 +2,15 @@
 
 Every candidate ends as exactly one Decision (accepted, or dropped by the first filter that rejects it),
 so the counts add up to the number of candidates. Programs run in the sandbox the caller passes in.
+Generated problems are curated in two steps: screen_variants applies every free filter, decide_variants
+buys (through the caller) only the votes that a survivor's decision needs.
 """
 
 from __future__ import annotations
 
 import ast
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,14 +21,19 @@ from fdd_core.results import CurationCounts
 from fdd_core.similarity import ContaminationIndex, NearDuplicateIndex, normalize_text
 
 __all__ = [
-    "REASONS", "ContaminationIndex", "CurationResult", "curate_solutions", "curate_variants", "program_key",
+    "BUDGET_PARSE_ERROR", "REASONS", "Ballots", "ContaminationIndex", "CurationResult", "Screening",
+    "curate_solutions", "curate_variants", "decide_variants", "program_key", "screen_variants",
 ]
 
 ERROR_REASONS = ("syntax", "runtime", "timeout", "memory", "forbidden", "no_answer")  # = programs.ErrorKind values
-# Every reason a candidate can be dropped for, in the order of curate_variants' filters.
+# Every reason a candidate can be dropped for, in the order of curate_variants' filters; budget last: a request,
+# or a vote that a decision needed, that was not sent because the run's teacher budget ran out.
 REASONS = (
     "parse_error", "contaminated", "duplicate", "near_duplicate", *ERROR_REASONS, "wrong_answer", "disagreement",
+    "budget",
 )
+# Candidate.parse_error of a reply the budget kept from being sent (teacher/stages.py writes it): dropped as budget.
+BUDGET_PARSE_ERROR = "request_budget"
 GENERATED_SOURCE = "generated"
 
 
@@ -61,7 +68,7 @@ def curate_solutions(
 ) -> CurationResult:
     """Keep the teacher's programs for known problems that run and reproduce the gold answer.
 
-    Filters, in order: parse_error, the program's error kind, wrong_answer (answers_match with the gold
+    Filters, in order: parse_error (budget: the request was not sent), the program's error kind, wrong_answer (answers_match with the gold
     answer), duplicate (the same program, up to comments, docstrings and layout, already kept for the same
     problem: several reasoning paths per problem are wanted, copies of one are not).
     `sources` maps parent_id -> the parent's source, written on each row; without it rows say 'seed'.
@@ -91,34 +98,35 @@ def curate_solutions(
 
 
 # ------------------------------------------------------------------------------------------- generated problems
-def curate_variants(
+# What decide_variants asks for: the votes to buy now, as (candidate, sample index) pairs; per pair the vote's
+# program ('' when its reply had none, or failed), or None when it was not bought because the budget ran out.
+Ballots = Callable[[Sequence[tuple[Candidate, int]]], Sequence[str | None]]
+
+
+@dataclass
+class Screening:
+    """What the free filters of curate_variants leave: every drop so far, and the survivors' answers."""
+
+    candidates: list[Candidate]
+    decisions: list[Decision | None]  # one per candidate: a free filter's drop, or None for a survivor
+    answers: dict[int, object]  # survivor's index -> its program's answer (a finite number), in input order
+
+    @property
+    def survivors(self) -> list[Candidate]:
+        """The candidates that go to the vote, in input order."""
+        return [self.candidates[i] for i in self.answers]
+
+
+def screen_variants(
     candidates: Sequence[Candidate],
-    votes: Mapping[str, Sequence[str]],
     sandbox: ProgramRunner,
     *,
     cfg: CurationConfig,
     known_questions: Sequence[str] = (),
     contamination: ContaminationIndex,
-) -> CurationResult:
-    """Keep new (harder/similar) problems whose program runs, is confirmed by votes, and is new and clean.
-
-    Filters, in order, each candidate dropped by the first that rejects it:
-    1. parse_error: no question or program in the reply.
-    2. contaminated: copies a benchmark test item (see ContaminationIndex). Before dedup, so that leakage is
-       what gets reported when a question is both; cheap and independent of the other candidates.
-    3. duplicate / near_duplicate of a known question (e.g. the training pool): cheap, and spares the
-       sandbox runs of a question that cannot be kept anyway.
-    4. the proposed program's error kind (syntax, runtime, ...), or no_answer when its answer is not a
-       finite number: before votes, which cost cfg.votes runs.
-    5. disagreement: fewer than cfg.min_agree of the question's vote programs (votes[candidate.id],
-       independent teacher solutions of the new question) give the proposed answer; votes that fail to run
-       do not agree.
-    6. duplicate / near_duplicate of a candidate accepted earlier in this batch (input order). Last, so a
-       copy that fails verification never pushes out a valid one.
-    Exact duplicates compare normalised text (case, whitespace, punctuation ignored); near duplicates the
-    word-bag Jaccard similarity (>= cfg.near_duplicate_threshold) of the whole question, so a harder
-    variant that adds a step to its parent is not merged with it.
-    """
+) -> Screening:
+    """curate_variants' free filters (steps 1-4 there, nothing bought): each candidate either dropped by the
+    first that rejects it, or a survivor with its program's answer."""
     _require(candidates, {"harder", "similar"})
     if contamination.n != cfg.decontamination_ngram:
         raise ValueError(
@@ -151,33 +159,151 @@ def curate_variants(
         if as_number(answers[i]) is None:  # 'nan', '[1, 2]', 'forty': no usable answer for a math problem
             text = _answer_text(answers.pop(i))
             decisions[i] = _drop(candidates[i], "no_answer", answer=text, detail=f"answer is not a number: {text[:60]}")
-    agreement = _count_agreement(candidates, answers, votes, sandbox)
-    for i, answer in answers.items():
-        c, text = candidates[i], _answer_text(answer)
-        agree, total = agreement[i]
-        if agree < cfg.min_agree:
-            decisions[i] = _drop(c, "disagreement", answer=text, detail=f"{agree}/{total} votes agree")
-        elif found := dedup.find(c.question):
+    return Screening(candidates=list(candidates), decisions=decisions, answers=answers)
+
+
+def decide_variants(
+    screening: Screening, ballots: Ballots, sandbox: ProgramRunner, *, cfg: CurationConfig
+) -> CurationResult:
+    """Decide the survivors of screen_variants from their votes, buying only the votes a decision needs.
+
+    Vote samples 0..cfg.votes-1 of a question are asked for in order, a round at a time (one `ballots` call
+    and one sandbox batch per round), and a candidate stops being voted on once it is decided:
+    - accepted when cfg.min_agree votes agree with its answer, dropped as disagreement when so many have
+      not that cfg.min_agree is out of reach; either is what counting all cfg.votes votes would decide;
+    - dropped as duplicate / near_duplicate, before any vote of its own, once a candidate earlier in input
+      order that it copies is accepted (while such a candidate is undecided it waits; while none is accepted
+      it is voted on). So every candidate is accepted exactly when the all-votes rule would accept it;
+      a copy whose own votes would also fail now says duplicate where it said disagreement;
+    - dropped as budget when a vote it needs is not bought (the budget ran out): it cannot be decided.
+    Votes that fail to run, or have no program, do not agree.
+    """
+    candidates, answers = screening.candidates, screening.answers
+    decisions = list(screening.decisions)
+    tallies = {i: _Tally() for i in answers}
+    while True:
+        verdicts = _walk(candidates, answers, tallies, cfg)
+        asks = [i for i, (verdict, _) in verdicts.items() if verdict == _VOTING]
+        if not asks:
+            break
+        programs = list(ballots([(candidates[i], tallies[i].cast) for i in asks]))
+        if len(programs) != len(asks):
+            raise ValueError(f"ballots gave {len(programs)} votes for {len(asks)} requests")
+        runnable = [(i, program) for i, program in zip(asks, programs) if program]
+        results = sandbox.run([program for _, program in runnable]) if runnable else []
+        agrees = {i: result.error is None and answers_match(result.answer, answers[i])
+                  for (i, _), result in zip(runnable, results)}
+        for i, program in zip(asks, programs):
+            tallies[i].count(program is not None, agrees.get(i, False))
+    for i, (verdict, found) in verdicts.items():
+        c, text, tally = candidates[i], _answer_text(answers[i]), tallies[i]
+        votes = f"{tally.agree}/{tally.cast} votes agree"
+        if verdict == _DUPLICATE:
             decisions[i] = _drop(c, found[0], answer=text, detail=found[1])
+        elif verdict == _ACCEPTED:
+            decisions[i] = Decision(candidate_id=c.id, accepted=True, answer=text, detail=votes)
+        elif verdict == "budget":
+            decisions[i] = _drop(c, "budget", answer=text, detail=f"the budget ran out before its votes: {votes}")
         else:
-            dedup.add(c.id, c.question)
-            detail = f"{agree}/{total} votes agree"
-            decisions[i] = Decision(candidate_id=c.id, accepted=True, answer=text, detail=detail)
+            decisions[i] = _drop(c, verdict, answer=text, detail=votes)
     return _result(candidates, decisions, lambda c: GENERATED_SOURCE)
 
 
-def _count_agreement(
-    candidates: Sequence[Candidate], answers: Mapping[int, object], votes: Mapping[str, Sequence[str]],
+def curate_variants(
+    candidates: Sequence[Candidate],
+    votes: Mapping[str, Sequence[str]],
     sandbox: ProgramRunner,
-) -> dict[int, tuple[int, int]]:
-    """candidate index -> (votes whose answer matches the proposed one, votes cast); one sandbox batch."""
-    ballots = [(i, program) for i in answers for program in votes.get(candidates[i].id, ())]
-    results = sandbox.run([program for _, program in ballots]) if ballots else []
-    agreement = {i: (0, 0) for i in answers}
-    for (i, _), result in zip(ballots, results):
-        agree, total = agreement[i]
-        agreement[i] = (agree + int(result.error is None and answers_match(result.answer, answers[i])), total + 1)
-    return agreement
+    *,
+    cfg: CurationConfig,
+    known_questions: Sequence[str] = (),
+    contamination: ContaminationIndex,
+) -> CurationResult:
+    """Keep new (harder/similar) problems whose program runs, is confirmed by votes, and is new and clean.
+
+    screen_variants, then decide_variants with votes already bought: votes[candidate.id] holds the
+    question's cfg.votes vote programs (independent teacher solutions of the new question) in sample order;
+    a missing one counts as a vote that does not agree, and only those a decision needs are run.
+    Filters, in order, each candidate dropped by the first that rejects it:
+    1. parse_error: no question or program in the reply (budget: the request was not sent).
+    2. contaminated: copies a benchmark test item (see ContaminationIndex). Before dedup, so that leakage is
+       what gets reported when a question is both; cheap and independent of the other candidates.
+    3. duplicate / near_duplicate of a known question (e.g. the training pool): cheap, and spares the
+       sandbox runs of a question that cannot be kept anyway.
+    4. the proposed program's error kind (syntax, runtime, ...), or no_answer when its answer is not a
+       finite number: before votes, which cost cfg.votes teacher requests and runs.
+    5. duplicate / near_duplicate of a candidate accepted earlier in this batch (input order): judged only
+       against accepted ones, so a copy that fails verification never pushes out a valid one; and before
+       its own votes, which it then does not need.
+    6. disagreement: fewer than cfg.min_agree of the question's votes give the proposed answer; votes that
+       fail to run do not agree (budget: votes it needed were not bought).
+    Exact duplicates compare normalised text (case, whitespace, punctuation ignored); near duplicates the
+    word-bag Jaccard similarity (>= cfg.near_duplicate_threshold) of the whole question, so a harder
+    variant that adds a step to its parent is not merged with it.
+    """
+    screening = screen_variants(candidates, sandbox, cfg=cfg, known_questions=known_questions,
+                                contamination=contamination)
+
+    def ballots(asks: Sequence[tuple[Candidate, int]]) -> list[str]:
+        return [_nth(votes.get(c.id, ()), sample) for c, sample in asks]
+
+    return decide_variants(screening, ballots, sandbox, cfg=cfg)
+
+
+def _nth(programs: Sequence[str], sample: int) -> str:
+    return programs[sample] if sample < len(programs) else ""
+
+
+_ACCEPTED, _DUPLICATE, _VOTING, _WAITING = "accepted", "duplicate", "voting", "waiting"
+
+
+@dataclass
+class _Tally:
+    """One candidate's votes so far."""
+
+    agree: int = 0
+    cast: int = 0
+    unbought: bool = False  # a vote it asked for was not bought
+
+    def count(self, bought: bool, agrees: bool) -> None:
+        if bought:
+            self.cast += 1
+            self.agree += int(agrees)
+        else:
+            self.unbought = True
+
+    def outcome(self, cfg: CurationConfig) -> str | None:
+        """accepted, disagreement, budget, or None while more votes can change the outcome."""
+        if self.agree >= cfg.min_agree:
+            return _ACCEPTED
+        if self.agree + max(cfg.votes - self.cast, 0) < cfg.min_agree:
+            return "disagreement"
+        return "budget" if self.unbought else None
+
+
+def _walk(
+    candidates: Sequence[Candidate], answers: Mapping[int, object], tallies: Mapping[int, _Tally],
+    cfg: CurationConfig,
+) -> dict[int, tuple[str, tuple[str, str] | None]]:
+    """Each survivor's verdict on the votes so far, judged in input order as the all-votes rule judges them:
+    duplicate (of an accepted earlier one, with its (reason, detail)), waiting (it copies an undecided earlier
+    one), voting (it needs its next vote), or its vote outcome (accepted, disagreement, budget).
+    Known questions are left out: a survivor copies none of them (screen_variants dropped those)."""
+    vocabulary = [candidates[i].question for i in answers]
+    accepted = _Dedup(cfg.near_duplicate_threshold, vocabulary)
+    undecided = _Dedup(cfg.near_duplicate_threshold, vocabulary)
+    verdicts: dict[int, tuple[str, tuple[str, str] | None]] = {}
+    for i in answers:
+        c = candidates[i]
+        if found := accepted.find(c.question):
+            verdicts[i] = (_DUPLICATE, found)
+            continue
+        verdict = _WAITING if undecided.find(c.question) else tallies[i].outcome(cfg) or _VOTING
+        verdicts[i] = (verdict, None)
+        if verdict == _ACCEPTED:
+            accepted.add(c.id, c.question)
+        elif verdict in (_WAITING, _VOTING):
+            undecided.add(c.id, c.question)
+    return verdicts
 
 
 class _Dedup:
@@ -235,9 +361,12 @@ def _drop(c: Candidate, reason: str, *, answer: str | None = None, detail: str =
 
 
 def _drop_unparsed(candidates: Sequence[Candidate], decisions: list[Decision | None]) -> list[int]:
-    """Drop replies the parser gave up on (or, for new problems, without a question); the rest's indices."""
+    """Drop requests the budget kept back, replies the parser gave up on (or, for new problems, without a
+    question); the rest's indices."""
     for i, c in enumerate(candidates):
-        if c.parse_error is not None:
+        if c.parse_error == BUDGET_PARSE_ERROR:
+            decisions[i] = _drop(c, "budget", detail="request not sent: the teacher budget ran out")
+        elif c.parse_error is not None:
             decisions[i] = _drop(c, "parse_error", detail=c.parse_error)
         elif c.kind != "solve" and not c.question.strip():
             decisions[i] = _drop(c, "parse_error", detail="empty question")

@@ -1,8 +1,10 @@
 """The run's report: report.json (the stable schema users script against), report.md and accuracy.png.
 
 report.json: {"rounds": [RoundRow: {"round", "train_size", "easy", "hard", "candidates", "accepted",
-"teacher": {"requests", "cached", "tokens", "cost_usd"}, "accuracy": {benchmark: value}, "seconds"}],
-"run_dir", "config"}; cost_usd is null when the teacher's price is unknown.
+"teacher": {"requests", "cached", "tokens", "cost_usd", "saved_usd"}, "accuracy": {benchmark: value}, "seconds",
+"paid_per_row"}], "totals": RunTotals: {"teacher", "train_size", "paid_per_row"}, "run_dir", "config"}; a cost is
+null when the teacher's price is unknown. A round's teacher figures count the replies its data needed: paid by this
+run (in whichever invocation), or served free by the response store (bought by another run).
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ import json
 from pathlib import Path
 from collections.abc import Sequence
 
-from fdd_core.results import RoundRow
+from fdd_core.results import RoundRow, RunTotals, format_usd
 from fdd_core.store import atomic_write_text
 
 def write_report(run_dir: Path, rounds: Sequence[RoundRow], config: dict) -> dict[str, str]:
     """report.json, report.md and accuracy.png in run_dir; returns their paths."""
     run_dir = Path(run_dir)
-    report = {"rounds": [r.model_dump(mode="json") for r in rounds], "run_dir": str(run_dir), "config": config}
+    report = {"rounds": [r.model_dump(mode="json") for r in rounds],
+              "totals": RunTotals.of(list(rounds)).model_dump(mode="json"), "run_dir": str(run_dir), "config": config}
     paths = {
         "json": str(atomic_write_text(run_dir / "report.json", json.dumps(report, indent=2) + "\n")),
         "plot": str(plot_accuracy(rounds, run_dir / "accuracy.png")),
@@ -29,16 +32,27 @@ def write_report(run_dir: Path, rounds: Sequence[RoundRow], config: dict) -> dic
 def table(rounds: Sequence[RoundRow]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the per-round table, as printed by `fdd run` and shown in the Prefect UI."""
     benchmarks = sorted({name for r in rounds for name in r.accuracy})
-    header = ["round", "train", "easy", "hard", "candidates", "accepted", "requests", "cached", "cost",
-              *benchmarks, "seconds"]
+    header = ["round", "train", "easy", "hard", "candidates", "accepted", "requests", "cached", "cost", "saved",
+              "paid/row", *benchmarks, "seconds"]
     rows = []
     for r in rounds:
         t = r.teacher
-        cost = "unknown" if t.cost_usd is None else f"${t.cost_usd:.4f}"
+        per_row = "-" if r.paid_per_row is None else f"{r.paid_per_row:.2f}"
         accuracy = [f"{r.accuracy[b]:.1%}" if b in r.accuracy else "-" for b in benchmarks]
         rows.append([str(r.round), str(r.train_size), str(r.easy), str(r.hard), str(r.candidates),
-                     str(r.accepted), str(t.requests), str(t.cached), cost, *accuracy, f"{r.seconds:.0f}"])
+                     str(r.accepted), str(t.requests), str(t.cached), format_usd(t.cost_usd),
+                     format_usd(t.saved_usd), per_row, *accuracy, f"{r.seconds:.0f}"])
     return header, rows
+
+
+def totals_line(rounds: Sequence[RoundRow]) -> str:
+    """The run's teacher spend in one line: paid requests and cost, per row of the final set, what the store saved."""
+    totals = RunTotals.of(list(rounds))
+    t = totals.teacher
+    per_row = "-" if totals.paid_per_row is None else f"{totals.paid_per_row:.2f}"
+    return (f"teacher: {t.requests} paid requests, cost {format_usd(t.cost_usd)}, {per_row} per row of the final "
+            f"set ({totals.train_size} rows); the response store served {t.cached} free, "
+            f"saving {format_usd(t.saved_usd)}")
 
 
 def text_table(rounds: Sequence[RoundRow]) -> str:

@@ -11,6 +11,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
+def format_usd(usd: float | None) -> str:
+    """'$0.0123', or 'unknown' for a cost nobody knows (never shown as $0)."""
+    return "unknown" if usd is None else f"${usd:.4f}"
+
+
 class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -128,14 +133,16 @@ class FeedbackResult(StageResult):
 class RoundTeacher(_Record):
     """The teacher cell of a report row (report.json's stable schema)."""
 
-    requests: int = 0
-    cached: int = 0
+    requests: int = Field(0, description="Replies this run paid for (in any invocation).")
+    cached: int = Field(0, description="Replies the response store served free (bought by another run).")
     tokens: int = 0
-    cost_usd: float | None = 0.0
+    cost_usd: float | None = Field(0.0, description="What the paid replies cost; None when the price is unknown.")
+    saved_usd: float | None = Field(0.0, description="What the free replies would have cost; None when unknown.")
 
     @classmethod
     def of(cls, usage: TeacherUsage) -> RoundTeacher:
-        return cls(requests=usage.requests, cached=usage.cached, tokens=usage.tokens, cost_usd=usage.cost_usd)
+        return cls(requests=usage.requests, cached=usage.cached, tokens=usage.tokens, cost_usd=usage.cost_usd,
+                   saved_usd=usage.saved_usd)
 
 
 class RoundRow(_Record):
@@ -150,6 +157,8 @@ class RoundRow(_Record):
     teacher: RoundTeacher = Field(default_factory=RoundTeacher)
     accuracy: dict[str, float]
     seconds: float
+    paid_per_row: float | None = Field(
+        None, description="Paid teacher requests per training row the round's teacher work added (None: no row).")
 
     @field_validator("seconds")
     @classmethod
@@ -172,12 +181,35 @@ class RoundSummary(_Record):
     next_train: str | None = Field(None, description="The grown distillation set for the next round.")
     stop: str | None = Field(None, description="Why the run ends after this round (None: it goes on).")
 
-    def row(self, round_index: int, *, extra: TeacherUsage | None = None, extra_seconds: float = 0.0) -> RoundRow:
-        """The report row; `extra` adds work done for this round outside it (round 0: the seed solutions)."""
+    def row(self, round_index: int, *, extra: TeacherUsage | None = None, extra_seconds: float = 0.0,
+            extra_rows: int = 0) -> RoundRow:
+        """The report row; `extra` adds work done for this round outside it (round 0: the seed solutions, whose
+        accepted rows are `extra_rows`)."""
         usage = self.teacher + extra if extra is not None else self.teacher
+        rows = self.accepted + extra_rows
         return RoundRow(round=round_index, train_size=self.train_size, easy=self.easy, hard=self.hard,
                         candidates=self.candidates, accepted=self.accepted, teacher=RoundTeacher.of(usage),
-                        accuracy=self.accuracy, seconds=self.seconds + extra_seconds)
+                        accuracy=self.accuracy, seconds=self.seconds + extra_seconds,
+                        paid_per_row=round(usage.requests / rows, 2) if rows else None)
+
+
+class RunTotals(_Record):
+    """The whole run's teacher spend, against the distillation set it bought."""
+
+    teacher: RoundTeacher
+    train_size: int = Field(description="Rows of the last round's distillation set.")
+    paid_per_row: float | None = Field(description="Paid teacher requests per row of that set.")
+
+    @classmethod
+    def of(cls, rows: list[RoundRow]) -> RunTotals:
+        usage = TeacherUsage()
+        for r in rows:
+            t = r.teacher
+            usage = usage + TeacherUsage(requests=t.requests, cached=t.cached, prompt_tokens=t.tokens,
+                                         cost_usd=t.cost_usd, saved_usd=t.saved_usd)
+        size = rows[-1].train_size if rows else 0
+        return cls(teacher=RoundTeacher.of(usage), train_size=size,
+                   paid_per_row=round(usage.requests / size, 2) if size else None)
 
 
 class RunResult(_Record):
@@ -186,3 +218,4 @@ class RunResult(_Record):
     run_dir: str
     report: str = Field(description="Path of report.json.")
     rounds: list[RoundRow]
+    totals: RunTotals

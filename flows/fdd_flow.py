@@ -13,7 +13,7 @@ from fdd_core.config import FDDConfig
 from fdd_core.interrupts import redeliver_swallowed_interrupts
 from fdd_core.config_files import config_to_yaml
 from fdd_core.report import table, write_report
-from fdd_core.results import RoundRow, RoundSummary, RunResult, TeacherUsage
+from fdd_core.results import RoundRow, RoundSummary, RunResult, RunTotals, TeacherUsage
 from fdd_core.store import atomic_write_text
 from tasks.caching import needs_refresh
 from tasks.stages import (
@@ -93,7 +93,8 @@ def fdd(cfg: FDDConfig = FDDConfig()) -> RunResult:
             cfg, r, str(run_dir), train, benchmarks, base, r == cfg.run.rounds, best, previous_model, spent)
         spent = spent + summary.teacher
         # round 0's teacher work and time include the initial solutions of the seed problems
-        row = summary.row(r, extra=init.teacher if r == 0 else None, extra_seconds=init.seconds if r == 0 else 0.0)
+        row = summary.row(r, extra=init.teacher if r == 0 else None, extra_seconds=init.seconds if r == 0 else 0.0,
+                          extra_rows=init.counts.accepted if r == 0 else 0)
         rows.append(row)
         header, cells = table([row])
         create_table_artifact([dict(zip(header, cells[0]))], key=f"round-{r}", description=f"FDD round {r}")
@@ -105,4 +106,4 @@ def fdd(cfg: FDDConfig = FDDConfig()) -> RunResult:
         train, previous_model = summary.next_train, summary.model
     paths = write_report(run_dir, rows, cfg.model_dump(mode="json"))
     create_markdown_artifact(Path(paths["markdown"]).read_text(), key="fdd-report", description="FDD run report")
-    return RunResult(run_dir=str(run_dir), report=paths["json"], rounds=rows)
+    return RunResult(run_dir=str(run_dir), report=paths["json"], rounds=rows, totals=RunTotals.of(rows))

@@ -21,12 +21,16 @@ from fdd_core.run_data import grow_training_set, pool_from_training_set, prepare
 from fdd_core.store import read_jsonl
 from fdd_core.student.factory import base_checkpoint
 from fdd_core.student.train import train_student
-from tasks.caching import stage_cache_key
+from tasks.caching import retry_transient, stage_cache_key
 from tasks.progress import progress_artifact
 
 TEACHER = ["teacher", "budget", "curation", "sandbox", "run.seed"]
 STUDENT = ["student", "run.seed"]
 HOUR = 3600
+# Tasks with retries retry only what another try can fix (a timeout, a lost worker), never a bad setting or bad data
+# (retry_transient). Cache keys leave out settings that change speed, not outputs (tasks.caching.NOT_IN_OUTPUTS):
+# versions 4 (teacher stages) and 3 (evaluate, feedback) are the first without them; train reads none (still 2).
+
 # What the run spent before a teacher stage, and who the run is: they set where the budget starts, not what a
 # finished stage produced, so a resumed run finds its finished stages whatever came before them
 LEDGER = ["spent", "run"]
@@ -38,8 +42,9 @@ def prepare_data_task(cfg: FDDConfig, out_dir: str) -> DataResult:
     return prepare_data(cfg, Path(out_dir))
 
 
-@task(name="generate-solutions", retries=2, retry_delay_seconds=10, timeout_seconds=12 * HOUR,
-      cache_key_fn=stage_cache_key("generate_solutions", 3, TEACHER, ["problems"], LEDGER), persist_result=True)
+@task(name="generate-solutions", retries=2, retry_delay_seconds=10, retry_condition_fn=retry_transient,
+      timeout_seconds=12 * HOUR,
+      cache_key_fn=stage_cache_key("generate_solutions", 4, TEACHER, ["problems"], LEDGER), persist_result=True)
 def generate_solutions_task(cfg: FDDConfig, problems: str, out_dir: str, spent: TeacherUsage | None = None,
                             run: str | None = None) -> GenerationResult:
     return generate_solutions(cfg, Path(problems), Path(out_dir), round_index=0, spent=spent, run=run)
@@ -66,15 +71,17 @@ def train_task(cfg: FDDConfig, train: str, out_dir: str, base: str, previous: st
                              previous=Path(previous) if previous else None, progress=progress)
 
 
-@task(name="evaluate", tags=["gpu"], retries=1, retry_delay_seconds=10, timeout_seconds=6 * HOUR, persist_result=True,
-      cache_key_fn=stage_cache_key("evaluate", 2, ["inference", "sandbox", "data.eval_limit", "run.seed"],
+@task(name="evaluate", tags=["gpu"], retries=1, retry_delay_seconds=10, retry_condition_fn=retry_transient,
+      timeout_seconds=6 * HOUR, persist_result=True,
+      cache_key_fn=stage_cache_key("evaluate", 3, ["inference", "sandbox", "data.eval_limit", "run.seed"],
                                    ["model", "benchmarks"]))
 def evaluate_task(cfg: FDDConfig, model: str, benchmarks: dict[str, str], out_dir: str) -> EvalResult:
     return evaluate_student(cfg, Path(model), {name: Path(p) for name, p in benchmarks.items()}, Path(out_dir))
 
 
-@task(name="feedback", tags=["gpu"], retries=1, retry_delay_seconds=10, timeout_seconds=6 * HOUR, persist_result=True,
-      cache_key_fn=stage_cache_key("feedback", 2, ["inference", "feedback", "sandbox", "run.seed"], ["model", "pool"]))
+@task(name="feedback", tags=["gpu"], retries=1, retry_delay_seconds=10, retry_condition_fn=retry_transient,
+      timeout_seconds=6 * HOUR, persist_result=True,
+      cache_key_fn=stage_cache_key("feedback", 3, ["inference", "feedback", "sandbox", "run.seed"], ["model", "pool"]))
 def feedback_task(cfg: FDDConfig, model: str, pool: str, out_dir: str, round_index: int) -> FeedbackResult:
     return run_feedback(cfg, Path(model), Path(pool), Path(out_dir), round_index=round_index)
 
@@ -84,8 +91,9 @@ def pool_task(train: str, out_dir: str) -> PoolResult:
     return pool_from_training_set(Path(train), Path(out_dir))
 
 
-@task(name="generate-variants", retries=2, retry_delay_seconds=10, timeout_seconds=12 * HOUR, persist_result=True,
-      cache_key_fn=stage_cache_key("generate_variants", 3, [*TEACHER, "feedback"], ["attempts", "train", "tests"],
+@task(name="generate-variants", retries=2, retry_delay_seconds=10, retry_condition_fn=retry_transient,
+      timeout_seconds=12 * HOUR, persist_result=True,
+      cache_key_fn=stage_cache_key("generate_variants", 4, [*TEACHER, "feedback"], ["attempts", "train", "tests"],
                                    LEDGER))
 def generate_variants_task(cfg: FDDConfig, attempts: str, out_dir: str, round_index: int, train: str,
                            tests: list[str], spent: TeacherUsage | None = None, run: str | None = None

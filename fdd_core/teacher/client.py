@@ -112,6 +112,41 @@ def _retry_after(e: BaseException) -> float | None:
     return None
 
 
+def check_teacher_key(cfg: TeacherConfig) -> str | None:
+    """The API key the client will send: the variable teacher.api_key_env names, NO_KEY for an api_base server
+    with no variable named, or None (litellm reads the provider's usual variable, checked here to be set).
+
+    Raises TeacherConfigError naming the missing environment variable. Builds no client and sends nothing,
+    so `fdd run` calls it before any stage starts; TeacherClient reads its key through it.
+    """
+    if cfg.api_key_env:
+        value = os.environ.get(cfg.api_key_env)
+        if not value:
+            raise TeacherConfigError(
+                f"teacher.api_key_env is {cfg.api_key_env!r} but that environment variable is not set "
+                "(or empty): export it before the run"
+            )
+        return value
+    if cfg.api_base:
+        # Without a named variable, litellm would send the provider's usual key (OPENAI_API_KEY)
+        # to whatever server api_base names; a placeholder keeps that key at home.
+        return NO_KEY
+    # litellm reads the provider's usual variable; check it now, or a missing OPENAI_API_KEY
+    # surfaces as a (retried) error on every request of the run.
+    if not cfg.model.startswith(FREE_PROVIDERS):
+        try:
+            missing = litellm.validate_environment(model=cfg.model)["missing_keys"]
+        except Exception:  # a provider litellm cannot check: the first request will tell
+            missing = []
+        missing = [name for name in missing if name.endswith("_API_KEY")]  # not *_API_BASE (ollama)
+        if missing:
+            raise TeacherConfigError(
+                f"teacher model {cfg.model!r} needs {' or '.join(missing)} in the environment "
+                "(or name the variable that holds the key in teacher.api_key_env)"
+            )
+    return None
+
+
 class TeacherClient:
     """Sends teacher requests through litellm; see agenerate. The budget and stats count over the
     client's life; a run carries its earlier stages' spend in with spent_requests/spent_usd, and names
@@ -143,32 +178,7 @@ class TeacherClient:
 
     @staticmethod
     def _read_key(cfg: TeacherConfig) -> str | None:
-        if cfg.api_key_env:
-            value = os.environ.get(cfg.api_key_env)
-            if not value:
-                raise TeacherConfigError(
-                    f"teacher.api_key_env is {cfg.api_key_env!r} but that environment variable is not set "
-                    "(or empty): export it before the run"
-                )
-            return value
-        if cfg.api_base:
-            # Without a named variable, litellm would send the provider's usual key (OPENAI_API_KEY)
-            # to whatever server api_base names; a placeholder keeps that key at home.
-            return NO_KEY
-        # litellm reads the provider's usual variable; check it now, or a missing OPENAI_API_KEY
-        # surfaces as a (retried) error on every request of the run.
-        if not cfg.model.startswith(FREE_PROVIDERS):
-            try:
-                missing = litellm.validate_environment(model=cfg.model)["missing_keys"]
-            except Exception:  # a provider litellm cannot check: the first request will tell
-                missing = []
-            missing = [name for name in missing if name.endswith("_API_KEY")]  # not *_API_BASE (ollama)
-            if missing:
-                raise TeacherConfigError(
-                    f"teacher model {cfg.model!r} needs {' or '.join(missing)} in the environment "
-                    "(or name the variable that holds the key in teacher.api_key_env)"
-                )
-        return None
+        return check_teacher_key(cfg)
 
     def __repr__(self) -> str:
         return (

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import litellm  # noqa: E402
 
 from fdd_core.config import BudgetConfig  # noqa: E402
+from fdd_core.results import format_usd  # noqa: E402
 
 # Otherwise litellm prints banners to stdout: a provider list for each unmapped model priced, a
 # "Give Feedback" notice for each failed call (every 429 the client retries).
@@ -35,11 +36,6 @@ def token_cost(model: str, prompt_tokens: int, completion_tokens: int) -> float 
 def is_priced(model: str) -> bool:
     """Whether token_cost can price `model` (checked before a run that has a dollar budget)."""
     return token_cost(model, 1000, 1000) is not None
-
-
-def format_usd(usd: float | None) -> str:
-    """'$0.0123', or 'unknown' for a cost nobody knows (never shown as $0)."""
-    return "unknown" if usd is None else f"${usd:.4f}"
 
 
 @dataclass

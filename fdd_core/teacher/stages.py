@@ -14,12 +14,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from fdd_core.config import FDDConfig
-from fdd_core.curation import ContaminationIndex, curate_solutions, curate_variants
+from fdd_core.curation import (
+    BUDGET_PARSE_ERROR, ContaminationIndex, curate_solutions, decide_variants, screen_variants,
+)
 from fdd_core.sandbox import Sandbox
 from fdd_core.records import AttemptRow, Candidate, Problem, load_problems
 from fdd_core.results import GenerationResult, TeacherUsage
 from fdd_core.store import finish_stage, iter_jsonl, read_jsonl, write_jsonl
-from fdd_core.teacher.client import TeacherClient, TeacherReply, TeacherRequest
+from fdd_core.teacher.client import BUDGET, TeacherClient, TeacherReply, TeacherRequest
 from fdd_core.teacher.parsing import parse_reply
 from fdd_core.teacher.prompts import load_prompt
 from fdd_core.teacher.response_store import ResponseStore
@@ -68,6 +70,9 @@ def generate_variants(
 ) -> GenerationResult:
     """Harder variants of easy problems and similar problems for hard ones, verified by independent votes.
 
+    Votes are bought only for candidates that pass every free check (parsed, not contaminated, not a
+    duplicate, their program runs), and only as many as their decision needs (see decide_variants).
+
     attempts_path holds the feedback stage's attempts (AttemptRow: a problem and its easy/hard split);
     train_path the current distillation set (new questions must not duplicate it); test_paths
     the benchmark test sets to decontaminate against, as Problem JSONL. spent and run: as generate_solutions.
@@ -96,14 +101,15 @@ def generate_variants(
                 _candidate(cfg, reply, kind, problem, round=round_index, split=split,
                            id=f"r{round_index}-{reply.request.request_id}")
             )
-        votes = _vote(cfg, client, [c for c in candidates if not c.parse_error])
+        known = [row["question"] for row in read_jsonl(train_path)] if train_path else []
+        index = ContaminationIndex.from_problems(
+            [p for path in test_paths for p in load_problems(path)], n=cfg.curation.decontamination_ngram
+        )
+        with _sandbox(cfg) as sandbox:
+            screening = screen_variants(candidates, sandbox, cfg=cfg.curation, known_questions=known,
+                                        contamination=index)
+            result = decide_variants(screening, lambda asks: _vote(cfg, client, asks), sandbox, cfg=cfg.curation)
         usage = _usage(client)
-    known = [row["question"] for row in read_jsonl(train_path)] if train_path else []
-    index = ContaminationIndex.from_problems(
-        [p for path in test_paths for p in load_problems(path)], n=cfg.curation.decontamination_ngram
-    )
-    with _sandbox(cfg) as sandbox:
-        result = curate_variants(candidates, votes, sandbox, cfg=cfg.curation, known_questions=known, contamination=index)
     inputs = {"attempts": attempts_path} | ({"train": train_path} if train_path else {})
     return _write(out_dir, "generate_variants", candidates, result, usage, started, inputs)
 
@@ -122,18 +128,14 @@ def problems_file(source: str, out_dir: Path, cfg: FDDConfig, *, limit: int | No
     return write_jsonl(Path(out_dir) / "problems.jsonl", problems)
 
 
-def _vote(cfg: FDDConfig, client: TeacherClient, candidates: list[Candidate]) -> dict[str, list[str]]:
-    """Independent teacher solutions of each new question: the self-consistency check's ballots."""
+def _vote(cfg: FDDConfig, client: TeacherClient, asks: Sequence[tuple[Candidate, int]]) -> list[str | None]:
+    """Vote `sample` on each candidate's question, an independent teacher solution (the self-consistency
+    check's ballot), in one batch: its program ('' when the reply has none or failed), or None when the
+    budget kept it from being sent. (candidate, sample) is the request it always was, so stored ones are reused."""
     prompt = load_prompt("solve")
-    requests = [
-        TeacherRequest.for_prompt(prompt, c.question, sample, request_id=c.id)
-        for c in candidates
-        for sample in range(cfg.curation.votes)
-    ]
-    votes: dict[str, list[str]] = {c.id: [] for c in candidates}
-    for reply in client.generate(requests):
-        votes[reply.request.request_id].append(parse_reply(reply.text, "solve").program)
-    return votes
+    requests = [TeacherRequest.for_prompt(prompt, c.question, sample, request_id=c.id) for c, sample in asks]
+    return [None if reply.error == BUDGET else parse_reply(reply.text, "solve").program
+            for reply in client.generate(requests)]
 
 
 @contextlib.contextmanager
@@ -155,7 +157,7 @@ def _usage(client: TeacherClient) -> TeacherUsage:
 
 def _candidate(cfg: FDDConfig, reply: TeacherReply, kind: str, parent: Problem, **fields) -> Candidate:
     if reply.text is None:  # failed after retries, or not sent because of the budget
-        question, program, error = "", "", f"request_{reply.error}" if reply.error == "budget" else "request_failed"
+        question, program, error = "", "", BUDGET_PARSE_ERROR if reply.error == BUDGET else "request_failed"
     else:
         parsed = parse_reply(reply.text, kind)
         question, program, error = parsed.question, parsed.program, parsed.reason

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from fdd_core.config import CurationConfig
-from fdd_core.curation import REASONS, CurationResult, curate_solutions, curate_variants
+from fdd_core.curation import BUDGET_PARSE_ERROR, REASONS, CurationResult, curate_solutions, curate_variants
 from fdd_core.records import Candidate
 from fdd_core.sandbox import Sandbox
 from fdd_core.similarity import ContaminationIndex
@@ -131,6 +131,16 @@ def test_seed_input_errors(sandbox):
     assert curate_solutions([], sandbox).counts.candidates == 0
 
 
+def test_requests_the_budget_kept_back_drop_as_budget(sandbox, gsm8k_index):
+    not_sent = solve("b", "", parse_error=BUDGET_PARSE_ERROR)
+    result = curate_solutions([solve("a", "ans = 6"), not_sent], sandbox)
+    assert [d.reason for d in result.decisions] == [None, "budget"]
+    assert result.counts.dropped["budget"] == 1 and result.counts.dropped["parse_error"] == 0
+    result = curate_variants([variant("v", "", "", parse_error=BUDGET_PARSE_ERROR)], {}, sandbox, cfg=CFG,
+                             contamination=gsm8k_index)
+    assert result.decisions[0].reason == "budget" and result.decisions[0].detail.startswith("request not sent")
+
+
 # ----------------------------------------------------------------------------------------------- generated problems
 MAYA = "Maya has 12 marbles. She gives 5 to her brother. How many marbles does she have left?"
 PARENT = ("A bakery sells 24 muffins in the morning and 18 muffins in the afternoon. Each muffin costs $3. "
@@ -198,10 +208,11 @@ def test_variant_counts_lineage_and_details(variant_run):
     assert_counts_add_up(result, candidates)
     assert result.counts.dropped["disagreement"] == 3
     decisions = by_id(result)
-    assert decisions["ok"].detail == "2/3 votes agree"
+    # votes are counted until they decide: 2 agreeing of 3 settle it; a missing vote does not agree
+    assert decisions["ok"].detail == "2/2 votes agree"
     assert decisions["votes-1of3"].detail == "1/3 votes agree" and decisions["votes-1of3"].answer == "7"
     assert decisions["votes-failing"].detail == "1/3 votes agree"
-    assert decisions["no-votes"].detail == "0/0 votes agree"
+    assert decisions["no-votes"].detail == "0/2 votes agree"
     assert decisions["contaminated"].detail.startswith("gsm8k-test-5 ")
     assert decisions["known-exact"].detail == "same question as known question #0"
     assert decisions["reworded-parent"].detail.startswith("similar to known question #0 (jaccard 0.9")
@@ -213,25 +224,41 @@ def test_variant_counts_lineage_and_details(variant_run):
     assert next(e for e in result.examples if e.id == "maya-similar").split == "hard"
 
 
+class CountingSandbox:
+    """The real sandbox, remembering every program it was given."""
+
+    def __init__(self, box: Sandbox) -> None:
+        self.box, self.programs = box, []
+
+    def run(self, programs):
+        self.programs += programs
+        return self.box.run(programs)
+
+
 @pytest.mark.parametrize(
     ("ballots", "accepted", "detail"),
-    [
-        (["ans = 7", "ans = 7.0", "ans = 8"], True, "2/3"),
-        (["ans = 7", "ans = 7", "ans = 7"], True, "3/3"),
-        (["def solution():\n    return 14 / 2", "ans = 7.0000001", "ans = 'seven'"], True, "2/3"),
+    [  # detail: agreeing votes / votes counted; votes after the deciding one are not run
+        (["ans = 7", "ans = 7.0", "ans = 8"], True, "2/2"),
+        (["ans = 7", "ans = 8", "ans = 7"], True, "2/3"),
+        (["ans = 7", "ans = 7", "ans = 7"], True, "2/2"),
+        (["def solution():\n    return 14 / 2", "ans = 7.0000001", "ans = 'seven'"], True, "2/2"),
         (["ans = 7", "ans = 8", "ans = 9"], False, "1/3"),
+        (["ans = 8", "ans = 9", "ans = 7"], False, "0/2"),  # 2 of 3 is out of reach after two misses
         (["ans = 7", "ans = 1 / 0", "while True:\n    pass"], False, "1/3"),  # failing votes do not agree
         (["ans = 7", "", "x = 7"], False, "1/3"),  # an unparsed vote (no program) does not either
-        ([], False, "0/0"),
+        ([], False, "0/2"),  # nor missing ones
     ],
 )
 def test_self_consistency_votes(sandbox, gsm8k_index, ballots, accepted, detail):
     candidate = variant("v", Q["ok"])
-    result = curate_variants([candidate], {"v": ballots}, sandbox, cfg=CFG, contamination=gsm8k_index)
+    counting = CountingSandbox(sandbox)
+    result = curate_variants([candidate], {"v": ballots}, counting, cfg=CFG, contamination=gsm8k_index)
     decision = result.decisions[0]
     assert decision.accepted is accepted
     assert decision.reason == (None if accepted else "disagreement")
     assert decision.detail == f"{detail} votes agree"
+    counted = int(detail.split("/")[1])
+    assert counting.programs == ["ans = 7", *[p for p in ballots[:counted] if p]]  # the candidate's, then votes
 
 
 def test_min_agree_is_read_from_config(sandbox, gsm8k_index):

@@ -11,10 +11,14 @@ from collections import Counter
 import pytest
 
 from fdd_core import synthetic
-from fdd_core.teacher.stages import generate_solutions, generate_variants
+from fdd_core.curation import screen_variants
+from fdd_core.teacher.stages import _teacher, _vote, generate_solutions, generate_variants
 from fdd_core.config_files import load_config
-from fdd_core.records import Attempt, AttemptRow
+from fdd_core.records import Attempt, AttemptRow, Candidate, load_problems
+from fdd_core.sandbox import Sandbox
+from fdd_core.similarity import ContaminationIndex
 from fdd_core.store import read_jsonl, write_jsonl
+from tests.unit.test_curation import all_votes_rule
 
 from .conftest import REPO, read_log
 
@@ -146,7 +150,8 @@ def test_budget_stops_the_stage_within_one_batch_and_keeps_what_was_bought(tmp_p
     assert result.teacher.requests == 100 == len(served(log))
     assert result.teacher.skipped_budget == 700
     assert result.counts.candidates == 800
-    assert result.counts.dropped["parse_error"] == 700  # request_budget rows: not lost, not bought
+    assert result.counts.dropped["budget"] == 700  # requests not sent: rows not lost, not bought, their own reason
+    assert result.counts.dropped["parse_error"] == 0
     # what was bought is kept: with error rate 0 every reply is right (some paths are duplicates)
     assert result.counts.accepted + result.counts.dropped["duplicate"] == 100
     assert result.counts.accepted >= 50
@@ -188,5 +193,66 @@ def test_variants_are_voted_on_decontaminated_and_carry_lineage(tmp_path, seeds,
         assert row["round"] == 1 and row["split"] in ("easy", "hard") and row["source"] == "generated"
         parent = next(p for p in pool if p["id"] == row["parent_id"])
         assert (row["split"] == "easy") == (row["prompt"] == "harder.v1") and parent["split"] == row["split"]
-    # 60 generation requests and 3 votes for each parsed candidate
+    # 60 generation requests, and votes only as many as decisions need
     assert result.teacher.requests == len(served(log)) > 60
+
+
+def served_kinds(log) -> Counter:
+    return Counter(line["kind"] for line in read_log(log) if line["status"] == 200)
+
+
+def test_variants_buy_only_the_votes_decisions_need_and_decide_as_all_votes_would(tmp_path, seeds, teacher_server):
+    api_base, log = teacher_server("--error-rate", "0.1")
+    cfg = make_cfg(tmp_path, api_base, "curation.votes=3", "curation.min_agree=2")
+    write_pool(tmp_path, seeds)
+    result = generate_variants(cfg, tmp_path / "attempts.jsonl", tmp_path / "out", round_index=1,
+                               train_path=seeds[0], test_paths=[seeds[1]])
+    assert_accounted(result, tmp_path / "out")
+    kinds = served_kinds(log)
+    assert kinds["harder"] + kinds["similar"] == 60
+    candidates = [Candidate.model_validate(row) for row in read_jsonl(tmp_path / "out" / "candidates.jsonl")]
+    decisions = {row["candidate_id"]: row for row in read_jsonl(tmp_path / "out" / "decisions.jsonl")}
+    free_drops = {"parse_error", "contaminated", "no_answer", "syntax", "runtime", "timeout", "memory", "forbidden"}
+    voted = [c for c in candidates if decisions[c.id]["reason"] not in free_drops]
+    parsed = [c for c in candidates if not c.parse_error]
+    # before: 3 votes for every parsed candidate; now none for free drops, and 2 where 2 agree
+    assert 0 < kinds["solve"] < 3 * len(voted) <= 3 * len(parsed)
+    assert kinds["solve"] == result.teacher.requests - 60
+
+    # The reference: buy every vote of every survivor (the stage's are served by the store), count them all.
+    with Sandbox.from_config(cfg.sandbox) as sandbox:
+        index = ContaminationIndex.from_problems(load_problems(seeds[1]), n=cfg.curation.decontamination_ngram)
+        screening = screen_variants(candidates, sandbox, cfg=cfg.curation,
+                                    known_questions=[row["question"] for row in read_jsonl(seeds[0])],
+                                    contamination=index)
+        asks = [(c, sample) for c in screening.survivors for sample in range(cfg.curation.votes)]
+        with _teacher(cfg, None, None) as client:
+            programs = _vote(cfg, client, asks)
+            assert client.stats.cached >= kinds["solve"]  # the stage's votes are among these requests
+        votes: dict[str, list[str]] = {}
+        for (c, _), program in zip(asks, programs):
+            votes.setdefault(c.id, []).append(program)
+        reference = all_votes_rule(screening, votes, sandbox, cfg.curation)
+    assert {cid: d["accepted"] for cid, d in decisions.items()} == {cid: r[0] for cid, r in reference.items()}
+    for cid, d in decisions.items():
+        if not (reference[cid][1] == "disagreement" and d["reason"] in ("duplicate", "near_duplicate")):
+            assert d["reason"] == reference[cid][1], (cid, d, reference[cid])
+    assert kinds["solve"] < len(asks)
+    assert result.counts.accepted >= 30
+
+
+@pytest.mark.robustness
+def test_variants_budget_drops_what_it_could_not_buy_as_budget(tmp_path, seeds, teacher_server):
+    api_base, log = teacher_server("--error-rate", "0")
+    cfg = make_cfg(tmp_path, api_base, "curation.votes=3", "curation.min_agree=2", "budget.max_requests=75")
+    write_pool(tmp_path, seeds)
+    result = generate_variants(cfg, tmp_path / "attempts.jsonl", tmp_path / "out", round_index=1,
+                               train_path=seeds[0], test_paths=[seeds[1]])
+    assert result.teacher.requests == 75 == len(served(log))
+    kinds = served_kinds(log)
+    assert kinds["harder"] + kinds["similar"] == 60 and kinds["solve"] == 15
+    assert_accounted(result, tmp_path / "out")
+    dropped = result.counts.dropped
+    # 15 votes decide at most 7 candidates; the others' votes were not bought: budget, not disagreement
+    assert result.counts.accepted <= 7 and dropped["budget"] >= 20 and dropped["disagreement"] <= 7
+    assert result.teacher.skipped_budget > 0

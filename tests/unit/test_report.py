@@ -19,10 +19,14 @@ def rounds():
 def test_report_json_has_the_documented_schema(tmp_path):
     paths = write_report(tmp_path, rounds(), {"run": {"name": "demo"}})
     report = json.loads((tmp_path / "report.json").read_text())
-    assert set(report) == {"rounds", "run_dir", "config"}
+    assert set(report) == {"rounds", "totals", "run_dir", "config"}
+    # the run's spend: paid requests per row of the final set, an unknown cost stays unknown
+    assert report["totals"] == {"teacher": {"requests": 3600, "cached": 40, "tokens": 1_100_000, "cost_usd": None,
+                                            "saved_usd": 0.0}, "train_size": 1200, "paid_per_row": 3.0}
     first, second = report["rounds"]
-    assert list(first) == ["round", "train_size", "easy", "hard", "candidates", "accepted", "teacher", "accuracy", "seconds"]
-    assert set(first["teacher"]) == {"requests", "cached", "tokens", "cost_usd"}
+    assert list(first) == ["round", "train_size", "easy", "hard", "candidates", "accepted", "teacher", "accuracy", "seconds",
+                           "paid_per_row"]
+    assert set(first["teacher"]) == {"requests", "cached", "tokens", "cost_usd", "saved_usd"}
     assert second["teacher"]["cost_usd"] is None  # unknown, never $0
     assert second["accuracy"]["synthetic-test"] == 0.55
     png = (tmp_path / "accuracy.png").read_bytes()
@@ -35,6 +39,6 @@ def test_table_shows_accuracy_and_unknown_cost():
     text = text_table(rounds())
     header, first, second = text.splitlines()
     assert header.split() == ["round", "train", "easy", "hard", "candidates", "accepted", "requests", "cached",
-                              "cost", "synthetic-test", "seconds"]
+                              "cost", "saved", "paid/row", "synthetic-test", "seconds"]
     assert "41.0%" in first and "$0.0000" in first
     assert "55.0%" in second and "unknown" in second

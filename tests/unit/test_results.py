@@ -19,10 +19,12 @@ def test_round_zero_row_includes_the_seed_solutions():
     summary = RoundSummary(model="m", train_size=90, accuracy={"synthetic-test": 0.5}, seconds=10.04,
                            teacher=TeacherUsage(requests=7, cost_usd=None))
     seeds = TeacherUsage(requests=100, cached=2, prompt_tokens=30, completion_tokens=20, cost_usd=1.0)
-    row = summary.row(0, extra=seeds, extra_seconds=5.0)
+    row = summary.row(0, extra=seeds, extra_seconds=5.0, extra_rows=50)
     assert (row.round, row.train_size, row.seconds) == (0, 90, 15.0)
-    assert row.teacher.model_dump() == {"requests": 107, "cached": 2, "tokens": 50, "cost_usd": None}
+    assert row.teacher.model_dump() == {"requests": 107, "cached": 2, "tokens": 50, "cost_usd": None, "saved_usd": 0.0}
+    assert row.paid_per_row == 107 / 50  # the seed solutions' rows count for round 0
     assert summary.row(1).teacher.requests == 7 and summary.row(1).seconds == 10.0
+    assert summary.row(1).paid_per_row is None  # no row accepted
 
 
 def test_stage_results_refuse_a_misspelt_count():
