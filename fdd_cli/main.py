@@ -169,7 +169,7 @@ def run(
     A missing API key is an error before anything starts; --dry-run forecasts the teacher spend instead.
     """
     cfg = _config(config or "demo", set_)
-    from fdd_core.teacher.client import TeacherConfigError, check_teacher_key
+    from fdd_core.teacher.client import TeacherConfigError, check_budget_is_measurable, check_teacher_key
 
     if dry_run:
         from fdd_core.teacher.forecast import forecast
@@ -181,7 +181,9 @@ def run(
         except TeacherConfigError as e:  # a dry run buys nothing: say so, but it is no error
             typer.echo(f"warning: {e}")
         return
-    check_teacher_key(cfg.teacher)  # before Prefect starts: a missing key is one error line (user_errors)
+    # before Prefect starts: a missing key or an unmeasurable budget is one error line (user_errors)
+    check_teacher_key(cfg.teacher)
+    check_budget_is_measurable(cfg.teacher, cfg.budget)
     # SIGTERM (kill, docker stop, a scheduler's timeout) would end the process without Python's exit handlers,
     # leaving Prefect's temporary server running; as SystemExit the flow is marked crashed and the server stops.
     # One that lands in a garbage collection would be dropped by Python: the hook sends it again.

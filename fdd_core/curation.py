@@ -68,9 +68,10 @@ def curate_solutions(
 ) -> CurationResult:
     """Keep the teacher's programs for known problems that run and reproduce the gold answer.
 
-    Filters, in order: parse_error (budget: the request was not sent), the program's error kind, wrong_answer (answers_match with the gold
-    answer), duplicate (the same program, up to comments, docstrings and layout, already kept for the same
-    problem: several reasoning paths per problem are wanted, copies of one are not).
+    Filters, in order: parse_error (budget: the request was not sent), the program's error kind,
+    wrong_answer (answers_match with the gold answer), duplicate (the same program, up to comments,
+    docstrings and layout, already kept for the same problem: several reasoning paths per problem are
+    wanted, copies of one are not).
     `sources` maps parent_id -> the parent's source, written on each row; without it rows say 'seed'.
     """
     _require(candidates, {"solve"})
@@ -181,8 +182,9 @@ def decide_variants(
     candidates, answers = screening.candidates, screening.answers
     decisions = list(screening.decisions)
     tallies = {i: _Tally() for i in answers}
+    copies = _copies(candidates, answers, cfg)
     while True:
-        verdicts = _walk(candidates, answers, tallies, cfg)
+        verdicts = _walk(candidates, answers, tallies, copies, cfg)
         asks = [i for i, (verdict, _) in verdicts.items() if verdict == _VOTING]
         if not asks:
             break
@@ -280,25 +282,41 @@ class _Tally:
         return "budget" if self.unbought else None
 
 
+def _copies(candidates: Sequence[Candidate], answers: Mapping[int, object], cfg: CurationConfig) -> set[int]:
+    """The survivors that copy (duplicate or near-duplicate) some earlier survivor: the only ones that can wait."""
+    seen = _Dedup(cfg.near_duplicate_threshold, [candidates[i].question for i in answers])
+    copies = set()
+    for i in answers:
+        if seen.find(candidates[i].question):
+            copies.add(i)
+        seen.add(candidates[i].id, candidates[i].question)
+    return copies
+
+
 def _walk(
     candidates: Sequence[Candidate], answers: Mapping[int, object], tallies: Mapping[int, _Tally],
-    cfg: CurationConfig,
+    copies: Collection[int], cfg: CurationConfig,
 ) -> dict[int, tuple[str, tuple[str, str] | None]]:
     """Each survivor's verdict on the votes so far, judged in input order as the all-votes rule judges them:
     duplicate (of an accepted earlier one, with its (reason, detail)), waiting (it copies an undecided earlier
     one), voting (it needs its next vote), or its vote outcome (accepted, disagreement, budget).
-    Known questions are left out: a survivor copies none of them (screen_variants dropped those)."""
-    vocabulary = [candidates[i].question for i in answers]
+    Known questions are left out: a survivor copies none of them (screen_variants dropped those); and only
+    `copies` (see _copies) are looked up, the others can match no earlier survivor."""
+    vocabulary = [candidates[i].question for i in answers] if copies else []
     accepted = _Dedup(cfg.near_duplicate_threshold, vocabulary)
     undecided = _Dedup(cfg.near_duplicate_threshold, vocabulary)
+    last_copy = max(copies, default=-1)
     verdicts: dict[int, tuple[str, tuple[str, str] | None]] = {}
     for i in answers:
         c = candidates[i]
-        if found := accepted.find(c.question):
+        if i in copies and (found := accepted.find(c.question)):
             verdicts[i] = (_DUPLICATE, found)
             continue
-        verdict = _WAITING if undecided.find(c.question) else tallies[i].outcome(cfg) or _VOTING
+        waiting = i in copies and undecided.find(c.question) is not None
+        verdict = _WAITING if waiting else tallies[i].outcome(cfg) or _VOTING
         verdicts[i] = (verdict, None)
+        if i >= last_copy:
+            continue  # no copy comes later to look this one up
         if verdict == _ACCEPTED:
             accepted.add(c.id, c.question)
         elif verdict in (_WAITING, _VOTING):

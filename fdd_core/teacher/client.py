@@ -112,6 +112,15 @@ def _retry_after(e: BaseException) -> float | None:
     return None
 
 
+def check_budget_is_measurable(cfg: TeacherConfig, budget: BudgetConfig) -> None:
+    """A dollar cap on a model litellm cannot price would be a silent no-op: TeacherConfigError instead."""
+    if budget.max_usd is not None and not is_priced(cfg.model):
+        raise TeacherConfigError(
+            f"cost of model {cfg.model!r} is unknown (not in litellm's price map), so budget.max_usd "
+            "cannot be enforced; set budget.max_requests instead and unset budget.max_usd"
+        )
+
+
 def check_teacher_key(cfg: TeacherConfig) -> str | None:
     """The API key the client will send: the variable teacher.api_key_env names, NO_KEY for an api_base server
     with no variable named, or None (litellm reads the provider's usual variable, checked here to be set).
@@ -161,12 +170,7 @@ class TeacherClient:
         self.cfg, self.budget, self.store, self.seed, self.run = cfg, budget, store, seed, run
         self.retry_base_s, self.retry_max_s = retry_base_s, retry_max_s  # backoff: base * 2**attempt, capped
         self.__api_key = self._read_key(cfg)  # name-mangled, never in repr, stats or the store
-        if budget.max_usd is not None and not is_priced(cfg.model):
-            # A dollar cap we cannot measure would be a silent no-op: refuse instead of guessing.
-            raise TeacherConfigError(
-                f"cost of model {cfg.model!r} is unknown (not in litellm's price map), so budget.max_usd "
-                "cannot be enforced; set budget.max_requests instead and unset budget.max_usd"
-            )
+        check_budget_is_measurable(cfg, budget)
         if cfg.model.startswith("fdd-offline/"):
             # The offline teacher is a litellm custom provider: make sure litellm knows it.
             from fdd_core.teacher.offline import register_offline_provider

@@ -68,7 +68,7 @@ def test_dry_run_of_the_demo_prints_the_forecast_and_starts_nothing(tmp_path):
     assert "MAX = upper bound" in r.stdout and "EXP = expected" in r.stdout
     rows = table_rows(r.stdout)
     # the demo: 400 seeds x 4 solutions, then 3 rounds of variants and votes
-    assert rows["0 generate_solutions solutions"][3] == "1,600"
+    assert rows["0 generate_solutions solutions"][4] == "1,600"
     assert {k for k in rows if k != "total"} == {"0 generate_solutions solutions"} | {
         f"{n} generate_variants {part}" for n in range(3) for part in ("variants", "votes")}
     assert "$0.0000" in rows["total"] and "unknown" not in r.stdout  # the offline teacher: a known $0
@@ -124,4 +124,14 @@ def test_missing_provider_key_of_a_paid_model_is_one_error_line(tmp_path):
     assert_quick(wall, cpu)
     lines = r.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "OPENAI_API_KEY" in lines[0], r.stderr
+    assert_nothing_started(tmp_path, r)
+
+
+def test_a_dollar_budget_on_an_unpriced_model_is_one_error_line_before_anything_starts(tmp_path):
+    r, wall, cpu = fdd(tmp_path, "run", "--set", "teacher.model=openai/my-own-model",
+                       "--set", "teacher.api_base=http://127.0.0.1:9/v1", "--set", "budget.max_usd=1")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert_quick(wall, cpu)
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "budget.max_usd" in lines[0], r.stderr
     assert_nothing_started(tmp_path, r)

@@ -330,7 +330,7 @@ def random_batch(rng: random.Random, n: int, n_votes: int):
 def test_decisions_equal_counting_every_vote(n_votes, min_agree):
     rng = random.Random(n_votes * 10 + min_agree)
     cfg = CurationConfig(votes=n_votes, min_agree=min_agree)
-    for _ in range(8):
+    for _ in range(16):
         candidates, votes = random_batch(rng, 40, n_votes)
         runner, ballots = FakeRunner(), FakeBallots(votes)
         screening = screen_variants(candidates, runner, cfg=cfg, contamination=index())
