@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from fdd_core.config_files import load_config
+from fdd_core.teacher.forecast import forecast
+
 from .conftest import FDD, REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.robustness]
@@ -60,6 +63,9 @@ def test_one_budget_holds_for_the_whole_run_also_after_a_kill(tmp_path, teacher_
     # the report counts what the store recorded as bought: no reply lost from the accounting
     assert report_spend(free)[0] == requests and report_spend(free)[1] == pytest.approx(cost)
     assert len(free["rounds"]) == 4 and requests > 200
+    # the forecast `fdd run --dry-run` prints is an upper bound of what the run bought
+    bound = forecast(load_config("demo", args(tmp_path, api_base, "free")[2::2])).total
+    assert requests <= bound.max_requests and cost <= bound.max_cost_usd, (requests, cost, bound)
 
     # half the unconstrained cost: the run stops buying once it is spent, whatever the stage or round
     cap = round(cost / 2, 6)
