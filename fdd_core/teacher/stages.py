@@ -78,8 +78,8 @@ def generate_variants(
     the benchmark test sets to decontaminate against, as Problem JSONL. spent and run: as generate_solutions.
     """
     started = time.monotonic()
-    attempted = [AttemptRow.model_validate(row) for _, row in iter_jsonl(attempts_path)]
-    pool = [(Problem.model_validate(row.model_dump(include=set(Problem.model_fields))), row.split) for row in attempted]
+    # an attempt row is its problem (AttemptRow extends Problem) plus the student's split
+    pool = [(row, row.split) for row in (AttemptRow.model_validate(r) for _, r in iter_jsonl(attempts_path))]
     requests, parents = [], {}
     for problem, split in pool:
         kind = "harder" if split == "easy" else "similar"
