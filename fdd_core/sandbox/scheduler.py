@@ -60,6 +60,7 @@ from fdd_core.sandbox.pool import (
     Worker,
     WorkerLost,
     WorkerPool,
+    checked_result,
     death_frame,
 )
 
@@ -68,6 +69,7 @@ __all__ = ["ErrorKind", "ProgramResult", "Sandbox", "SandboxClosed", "SandboxErr
 CHUNK_PROGRAMS = 32  # programs per message: amortises the pipe round trip, small enough to balance the load
 CHUNK_CHARS = 32_000
 STARTUP_ATTEMPTS = 3  # per run() call: one unlucky start is retried, a broken setup fails loudly
+WORKER_GRACE_S = 1.0  # a worker times its programs itself; the parent steps in only when the worker stalls
 
 
 class ErrorKind(str, Enum):
@@ -215,7 +217,7 @@ class _Batch:
         for worker in list(self.workers):
             if worker.ready and not worker.chunk and self.pending:
                 worker.chunk = self._next_chunk()
-                worker.deadline = time.monotonic() + self.timeout_s
+                worker.deadline = time.monotonic() + self.timeout_s + WORKER_GRACE_S
                 try:
                     worker.send([self.sources[i] for i in worker.chunk])
                 except WorkerLost as error:
@@ -246,24 +248,30 @@ class _Batch:
                 self._overrun(worker)
 
     def _read(self, worker: Worker) -> None:
+        frames, broken = worker.receive()
         try:
-            for frame in worker.receive():
+            for frame in frames:  # the complete frames count, even when the stream broke after them
                 if worker not in self.workers:  # swapped out after its last answer
                     return
                 self._accept(worker, frame)
+            if broken:
+                raise WorkerLost(broken)
         except WorkerLost as error:
             self._lose(worker, str(error))
 
-    def _accept(self, worker: Worker, frame: dict) -> None:
-        if frame.get("ready") and not worker.ready:
+    def _accept(self, worker: Worker, frame) -> None:
+        if not worker.ready:
+            if not (isinstance(frame, dict) and frame.get("ready") is True):
+                raise WorkerLost("no ready frame")
             worker.ready = True
             self.pool.note_ready(frame)
             return
         if not worker.chunk:
             raise WorkerLost("unexpected frame")
-        self.results[worker.chunk.pop(0)] = frame
-        worker.deadline = time.monotonic() + self.timeout_s
-        if frame.get("retire"):  # it exits after this answer (memory error, patched library class)
+        result = checked_result(frame)  # what the worker forwards comes from a program: untrusted
+        self.results[worker.chunk.pop(0)] = result
+        worker.deadline = time.monotonic() + self.timeout_s + WORKER_GRACE_S
+        if result.get("retire"):  # it exits after this answer (it could not fork a program's child)
             self._swap(worker)
 
     def _overrun(self, worker: Worker) -> None:
