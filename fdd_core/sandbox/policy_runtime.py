@@ -1,8 +1,9 @@
 """What a program finds at run time in the sandbox worker: safe builtins, read-only module proxies, vetted str.format,
 no metaclasses, private attributes on the program's own objects only.
 
-Loaded only inside a worker process (see worker.py); it pre-imports the allowed modules there. Each program runs
-in a child forked for it (worker.py), so nothing here needs resetting between programs.
+Loaded only inside a worker process (see worker.py); it pre-imports the allowed modules there. A program runs in
+a child forked for it alone, or, when it is contained (policy_static.is_contained), in a session child shared
+with other contained programs only; fresh_namespace resets what is per program.
 """
 
 from __future__ import annotations
@@ -247,4 +248,6 @@ SAFE_BUILTINS.update(
 def fresh_namespace(stdout_chars: int) -> tuple[dict, Capture]:
     global _capture
     _capture = Capture(stdout_chars)
+    _imported.clear()
+    _program_classes.clear()
     return {"__builtins__": SAFE_BUILTINS, "__name__": "__main__"}, _capture

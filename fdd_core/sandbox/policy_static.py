@@ -31,6 +31,12 @@ MATCH_FORBIDDEN_ATTRIBUTES = FORBIDDEN_ATTRIBUTES | {"format"}
 SELF_MATCHING_TYPES = frozenset("bool bytearray bytes dict float frozenset int list set str tuple".split())
 
 
+# A "contained" program cannot change anything a later program could see, so a worker's session child may run
+# several of them one after another (the rest get a fresh child each). Contained: only these modules (their
+# public attributes are C functions and numbers), no classes, no match, no attribute set or deleted.
+CONTAINED_MODULES = frozenset({"math", "itertools"})
+
+
 class Forbidden(BaseException):
     """The program asked for something outside the policy (a BaseException, so `except Exception` cannot hide it)."""
 
@@ -125,12 +131,27 @@ def route_through_hook(node: ast.Attribute, hook_name: str) -> None:
         ast.copy_location(new, node)
 
 
+def is_contained(tree: ast.AST) -> bool:
+    """True if the (checked) program can only touch its own objects: see CONTAINED_MODULES."""
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.ClassDef, ast.Match)):
+            return False
+        if isinstance(node, ast.Attribute) and not isinstance(node.ctx, ast.Load):
+            return False
+        if isinstance(node, ast.Import) and any(a.name not in CONTAINED_MODULES for a in node.names):
+            return False
+        if isinstance(node, ast.ImportFrom) and node.module not in CONTAINED_MODULES:
+            return False
+    return True
+
+
 def compile_checked(source: str):
-    """Parse, check and compile a program."""
+    """Parse, check and compile a program; returns (code, whether it is contained)."""
     tree = ast.parse(source, "<program>", "exec")
     format_reads, private_accesses = check_tree(tree)
+    contained = is_contained(tree)
     for node in format_reads:
         route_through_hook(node, FORMAT_HOOK)
     for node in private_accesses:
         route_through_hook(node, PRIVATE_HOOK)
-    return compile(tree, "<program>", "exec")
+    return compile(tree, "<program>", "exec"), contained

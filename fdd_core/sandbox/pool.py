@@ -184,12 +184,21 @@ class Worker:
                 self.proc.wait()
 
     def dispose(self) -> None:
+        if self.proc.returncode is None and not self.chunk:  # idle: it ends itself (and its session child) on EOF
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=1.0)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
         self.terminate()
         with self._lock:
             if self._disposed:
                 return
             self._disposed = True
-        self.proc.stdin.close()
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
         self.proc.stdout.close()
         shutil.rmtree(self.tmpdir, ignore_errors=True)
 

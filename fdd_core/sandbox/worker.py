@@ -4,11 +4,16 @@ Run as `python -I -S -B worker.py CONFIG_JSON`; never import this module from th
 Protocol: 4-byte big-endian length + JSON, in both directions. JSON only, so an escaped program cannot
 make the parent unpickle code. What a program may touch: policy_static.py (static), policy_runtime.py (run time).
 
-Isolation per program: the worker itself (the fork server) never runs program code. Each program runs in a
-child forked from the warm worker, which answers on a pipe of its own and is then killed and reaped, so nothing
-a program does to its interpreter (patched functions, library objects, module globals) outlives it. The worker
-frames each child's bytes, size-bounded, as that program's result; the parent decodes them as untrusted. The
-child has no other pipe to the parent, cannot fork (RLIMIT_NPROC=0) and finds the worker's signals blocked.
+Isolation per program: the worker itself (a fork server) never runs program code. A program that could change
+state a later program sees (a class, a match, an attribute set, a module other than math/itertools: see
+policy_static.is_contained) runs in a child forked for it alone, which answers on a pipe of its own and is then
+killed and reaped, so nothing it does to its interpreter (patched functions, library objects, module globals)
+outlives it. Contained programs, which can only touch their own objects, run one after another in a session
+child (a fork is ~1 ms of CPU on small VMs, the programs themselves ~0.1 ms); the session child declines any
+other program, and is retired after a timeout, a memory error or memory growth. The worker reads each child's
+answer size-bounded and within the program's time, and frames it as that program's result; the parent decodes
+it as untrusted. Children have no pipe to the parent, cannot fork (RLIMIT_NPROC=0), and find the worker's
+signals blocked.
 """
 
 from __future__ import annotations
@@ -105,7 +110,9 @@ def limit_resources(baseline: int, memory_mb: int) -> None:
 
 def arm_cpu_backstop(timeout_s: float) -> None:
     """Let the kernel end a runaway program (SIGXCPU) even if the worker is gone; the worker's kill comes first."""
-    resource.setrlimit(resource.RLIMIT_CPU, (int(2 * timeout_s) + 2, resource.RLIM_INFINITY))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    budget = int(usage.ru_utime + usage.ru_stime + 2 * timeout_s) + 2
+    resource.setrlimit(resource.RLIMIT_CPU, (budget, resource.RLIM_INFINITY))
 
 
 def read_exactly(fd: int, size: int) -> bytes | None:
@@ -178,16 +185,19 @@ def find_answer(namespace: dict):
     return namespace.get("ans")
 
 
-def execute(source: str, stdout_chars: int) -> dict:
-    """Check, run and answer one program (in its own child process); returns the result frame."""
+def execute(source: str, stdout_chars: int, contained_only: bool = False) -> dict | None:
+    """Check, run and answer one program; returns the result frame, or None when `contained_only` and the
+    program is not contained (it did not run)."""
     try:
-        code = check.compile_checked(source)
+        code, contained = check.compile_checked(source)
     except check.Forbidden as error:
         return {"error": "forbidden", "message": str(error)}
     except MemoryError:
         return {"error": "memory", "message": "MemoryError while compiling"}
     except Exception as error:  # SyntaxError, ValueError (null bytes), RecursionError (deep nesting), ...
         return {"error": "syntax", "message": describe(error)}
+    if contained_only and not contained:
+        return None
     namespace, capture = policy.fresh_namespace(stdout_chars)
     frame: dict = {}
     try:
@@ -204,6 +214,10 @@ def execute(source: str, stdout_chars: int) -> dict:
     except BaseException as error:  # SystemExit, KeyboardInterrupt, GeneratorExit too: the program gets its answer
         frame = {"error": "runtime", "message": describe(error)}
     frame["stdout"] = clean_text(capture.text(), stdout_chars) + (TRUNCATED if capture.truncated else "")
+    if contained_only:  # tear it down inside its own time budget, so its finalizers cannot bill the next program
+        namespace.clear()
+        del namespace
+        gc.collect()
     return frame
 
 
@@ -289,6 +303,123 @@ def collect(fd: int, pid: int, timeout_s: float, limit: int) -> dict | bytes:
     return b"".join(chunks) if outcome is None else outcome
 
 
+SESSION_REPLY = struct.Struct(">IB")  # body length, then what the session does next
+RETIRE, KEEP, DECLINE = 0, 1, 2
+SESSION_GROWTH_KB = 64 * 1024  # a session child whose peak memory grew this much is retired
+
+
+def run_session(config: dict, commands_fd: int, replies_fd: int, close_fds: tuple[int, ...]) -> None:
+    """In a session child: run contained programs one by one, decline the others (never returns)."""
+    global _reserve
+    try:
+        for fd in close_fds:
+            os.close(fd)
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        for number in signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP, signal.SIGXCPU, signal.SIGSEGV}:
+            try:
+                signal.signal(number, signal.SIG_IGN)  # no program's signal may end it between programs
+            except (OSError, ValueError):
+                pass
+        resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
+        start_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        while (header := read_exactly(commands_fd, FRAME.size)) is not None:
+            source = read_exactly(commands_fd, FRAME.unpack(header)[0])
+            if source is None:
+                break
+            arm_cpu_backstop(config["timeout_s"])
+            try:
+                frame = execute(source.decode("utf-8", "surrogatepass"), config["stdout_chars"], contained_only=True)
+                body = b"" if frame is None else json.dumps(frame).encode()
+            except MemoryError:
+                _reserve = None
+                frame, body = {"error": "memory"}, MEMORY_FRAME
+            grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - start_kb > SESSION_GROWTH_KB
+            status = DECLINE if frame is None else RETIRE if grown or frame.get("error") == "memory" else KEEP
+            write_all(replies_fd, SESSION_REPLY.pack(len(body), status) + body)
+            if status == RETIRE:
+                break
+    finally:
+        os._exit(0)
+
+
+def read_within(fd: int, size: int, deadline: float) -> tuple[bytes, bool]:
+    """Up to `size` bytes from fd by the deadline: (data, timed out); fewer bytes without a timeout mean EOF."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    chunks, remaining = [], size
+    while remaining:
+        wait_ms = math.ceil((deadline - time.monotonic()) * 1000)
+        if wait_ms <= 0 or not poller.poll(wait_ms):
+            return b"".join(chunks), True
+        chunk = os.read(fd, min(remaining, 1 << 16))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks), False
+
+
+class Session:
+    """The worker's handle on its session child."""
+
+    def __init__(self, config: dict, keep_from_child: tuple[int, ...]) -> None:
+        commands_r, commands_w = os.pipe()
+        replies_r, replies_w = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            for fd in (commands_r, commands_w, replies_r, replies_w):
+                os.close(fd)
+            raise
+        if pid == 0:
+            run_session(config, commands_r, replies_w, (commands_w, replies_r, *keep_from_child))
+        os.close(commands_r)
+        os.close(replies_w)
+        self.pid, self.commands, self.replies = pid, commands_w, replies_r
+        self.config = config
+        self.status: int | None = None
+
+    def run(self, source: str) -> tuple[dict | bytes | None, bool]:
+        """(the program's answer, or None if the session declined it or died idle; whether the session goes on)."""
+        data = source.encode("utf-8", "surrogatepass")
+        timeout_s, limit = self.config["timeout_s"], self.config["max_result_bytes"]
+        deadline = time.monotonic() + timeout_s
+        try:
+            write_all(self.commands, FRAME.pack(len(data)) + data)
+        except OSError:  # it ended before this program: not this program's doing
+            return None, False
+        header, timed_out = read_within(self.replies, SESSION_REPLY.size, deadline)
+        if timed_out:
+            return timeout_frame(timeout_s), False
+        if len(header) < SESSION_REPLY.size:  # it died running this program
+            self.close()
+            return ending_frame(self.status), False
+        size, status = SESSION_REPLY.unpack(header)
+        if size > limit:
+            return {"error": "runtime", "message": f"the program's result is larger than {limit} bytes"}, False
+        body, timed_out = read_within(self.replies, size, deadline)
+        if timed_out or len(body) < size:
+            if timed_out:
+                return timeout_frame(timeout_s), False
+            self.close()
+            return ending_frame(self.status), False
+        if status == DECLINE:  # it goes before that program runs: no other program's child lives beside it
+            return None, False
+        return body, status == KEEP
+
+    def close(self) -> None:
+        """Kill and reap it (once); its wait status stays in self.status."""
+        if self.status is not None:
+            return
+        for fd in (self.commands, self.replies):
+            os.close(fd)
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.status = os.waitpid(self.pid, 0)[1]
+
+
 def run_isolated(source: str, config: dict, keep_from_child: tuple[int, ...]) -> dict | bytes:
     """Fork a child for one program and return its raw answer bytes, or the worker's own frame about it."""
     read_end, write_end = os.pipe()
@@ -319,12 +450,34 @@ def main() -> None:
     _reserve = bytearray(2**20)
     gc.freeze()  # startup objects leave the collector's view: children's collections stay cheap
     write_frame(results, {"ready": True, "pid": os.getpid(), "isolation": layers})
-    while (batch := read_frame(commands)) is not None:
-        for source in batch["programs"]:
-            answer = run_isolated(source, config, (commands, results))
-            write_frame(results, answer)
-            if isinstance(answer, dict) and answer.get("retire"):
-                return
+    serve(config, commands, results)
+
+
+def serve(config: dict, commands: int, results: int) -> None:
+    """Answer each program of each batch, in order, until the parent closes the pipe."""
+    session: Session | None = None
+    try:
+        while (batch := read_frame(commands)) is not None:
+            for source in batch["programs"]:
+                answer = None
+                if session is None:
+                    try:
+                        session = Session(config, (commands, results))
+                    except OSError:
+                        pass
+                if session is not None:
+                    answer, goes_on = session.run(source)
+                    if not goes_on:
+                        session.close()
+                        session = None
+                if answer is None:  # not contained (or no session): a child of its own
+                    answer = run_isolated(source, config, (commands, results))
+                write_frame(results, answer)
+                if isinstance(answer, dict) and answer.get("retire"):
+                    return
+    finally:
+        if session is not None:  # nothing outlives a worker that ends
+            session.close()
 
 
 if __name__ == "__main__":
