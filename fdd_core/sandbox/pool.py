@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shutil
 import signal
 import struct
@@ -16,38 +15,28 @@ import threading
 import time
 from pathlib import Path
 
+from fdd_core.bounded_json import JSONBoundsError, loads_bounded
+
 FRAME = struct.Struct(">I")
 FRAME_OVERHEAD_BYTES = 64 * 1024  # answer, message and JSON keys; a frame is bounded, so excess means foul play
 STARTUP_LIMIT_S = 30.0
 WORKER_SCRIPT = Path(__file__).with_name("worker.py")
 ERROR_KINDS = frozenset({"syntax", "runtime", "timeout", "memory", "forbidden", "no_answer"})
 MAX_FRAME_DEPTH = 2  # a result frame is a flat object; the ready frame holds one more (its isolation layers)
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
 
 
 class UnreadableFrame(ValueError):
     """A frame that is not what a worker sends: too deep, not JSON, not a result."""
 
 
-def _refuse_constant(name: str):
-    raise UnreadableFrame(f"{name} is not a number")
-
-
 def decode_frame(body: bytes):
-    """JSON-decode a frame read from a worker, as untrusted input: depth-bounded before parsing, no NaN/Infinity."""
-    depth = deepest = 0
-    for bracket in _JSON_STRING.sub(b'""', body).translate(None, _NOT_BRACKETS):
-        depth += 1 if bracket in b"[{" else -1
-        deepest = max(deepest, depth)
-        if deepest > MAX_FRAME_DEPTH:
-            raise UnreadableFrame(f"nested deeper than {MAX_FRAME_DEPTH}")
+    """JSON-decode a frame read from a worker, as untrusted input: depth-bounded, no NaN/Infinity."""
     try:
-        return json.loads(body, parse_constant=_refuse_constant)
-    except UnreadableFrame:
-        raise
-    except Exception as error:  # UnicodeDecodeError, JSONDecodeError, ValueError (huge integers), MemoryError
-        raise UnreadableFrame(type(error).__name__) from None
+        return loads_bounded(body, MAX_FRAME_DEPTH)
+    except JSONBoundsError as error:
+        raise UnreadableFrame(str(error)) from None
+    except MemoryError:
+        raise UnreadableFrame("MemoryError") from None
 
 
 def checked_result(frame) -> dict:
