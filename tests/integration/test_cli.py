@@ -166,3 +166,23 @@ def test_check_data_unwritable_out_fails_before_any_program_runs(tmp_path):
         assert r.stderr.strip().startswith(f"error: --out {out}: {why}"), r.stderr[-2000:]
         assert len(r.stderr.strip().splitlines()) == 1
         assert "passed" not in r.stdout  # nothing ran: the 4 x 5 s of programs were not spent first
+
+
+@pytest.mark.robustness
+def test_check_data_hostile_rows_leave_the_next_rows_results_unchanged(tmp_path):
+    """One sandbox worker, so every row runs where the hostile rows before it ran; the command survives them."""
+    from tests.integration.test_sandbox_hostile import FOLLOW_UP, TAMPERING
+
+    rows = []
+    for hostile, probe, expected in TAMPERING.values():
+        rows += [{"question": "hostile", "program": hostile, "answer": 0},
+                 {"question": "probe", "program": probe, "answer": expected},
+                 {"question": "follow-up", "program": FOLLOW_UP, "answer": 45}]
+    out = tmp_path / "results.jsonl"
+    r = fdd("check-data", str(write_rows(tmp_path / "in.jsonl", rows)), "--out", str(out),
+            "--set", "sandbox.workers=1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    results = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(results) == len(rows)
+    for name, probe, follow_up in zip(TAMPERING, results[1::3], results[2::3]):
+        assert probe["ok"] and follow_up["ok"], (name, probe, follow_up)
