@@ -43,11 +43,13 @@ def check_data(
     Prints `N passed, N failed` and the count per error kind (syntax, runtime, timeout, memory,
     forbidden, no_answer, wrong_answer). Exits 0 whenever the check ran, whatever the counts.
     """
-    from fdd_core.check_data import SAMPLE, check_records, load_check_records, summarize
+    from fdd_core.check_data import SAMPLE, check_records, check_writable, load_check_records, summarize
     from fdd_core.sandbox import Sandbox
     from fdd_core.store import write_jsonl
 
     cfg = _config(config, set_)
+    if out is not None:
+        check_writable(out)
     if file is None:
         file = SAMPLE
         typer.echo(f"checking the built-in sample {SAMPLE.name} (its last two programs fail on purpose)")

@@ -1,22 +1,25 @@
-"""What a program finds at run time in the sandbox worker: safe builtins, read-only module proxies, vetted str.format.
+"""What a program finds at run time in the sandbox worker: safe builtins, read-only module proxies, vetted str.format,
+no metaclasses, private attributes on the program's own objects only.
 
-Loaded only inside a worker process (see worker.py); it pre-imports the allowed modules there.
+Loaded only inside a worker process (see worker.py); it pre-imports the allowed modules there. A program runs in
+a child forked for it alone, or, when it is contained (policy_static.is_contained), in a session child shared
+with other contained programs only; fresh_namespace resets what is per program.
 """
 
 from __future__ import annotations
 
 import builtins
-import decimal
 import functools
 import importlib
+import time
 import types
 
 import _string  # the parser behind str.format, to vet a template's field names
 
 if __package__:  # imported as part of fdd_core (tools that import every module)
-    from .policy_static import ALLOWED_MODULE_NAMES, FORBIDDEN_ATTRIBUTES, FORMAT_HOOK, Forbidden
+    from .policy_static import ALLOWED_MODULE_NAMES, FORBIDDEN_ATTRIBUTES, FORMAT_HOOK, PRIVATE_HOOK, Forbidden
 else:  # inside the worker, which has the package folder, not the package, on its path
-    from policy_static import ALLOWED_MODULE_NAMES, FORBIDDEN_ATTRIBUTES, FORMAT_HOOK, Forbidden
+    from policy_static import ALLOWED_MODULE_NAMES, FORBIDDEN_ATTRIBUTES, FORMAT_HOOK, PRIVATE_HOOK, Forbidden
 
 ALLOWED_MODULES = {name: importlib.import_module(name) for name in sorted(ALLOWED_MODULE_NAMES)}
 SAFE_BUILTIN_NAMES = (
@@ -78,10 +81,9 @@ class FormatHolder:
 
 
 _module_attributes: dict[str, dict] = {}
-LIBRARY_IMPORTS: dict[str, types.ModuleType] = {}
-_tracked_classes: dict[type, dict] = {}
-_pristine_decimal_context = decimal.Context()
+LIBRARY_IMPORTS: dict[str, object] = {}
 _imported: dict[str, ModuleProxy] = {}
+_program_classes: set[type] = set()  # classes the running program made (class statements)
 _capture = Capture(0)
 
 
@@ -108,33 +110,15 @@ def prepare() -> None:
     # C code imports through the running program's __import__ (datetime.strptime does); a program's own
     # imports never reach this table: the AST check stops them first and `__import__` cannot be named.
     LIBRARY_IMPORTS["_strptime"] = _strptime
+    # date.strftime, f"{d:%Y}", timetuple() and date.today() import `time` from C for these names only.
+    LIBRARY_IMPORTS["time"] = ModuleProxy(
+        __name__="time", strftime=time.strftime, struct_time=time.struct_time, time=time.time
+    )
     for name, module in ALLOWED_MODULES.items():
         attributes = public_attributes(module)
         for removed in LIBRARY_REMOVALS.get(name, ()):
             attributes.pop(removed, None)
         _module_attributes[name] = attributes | LIBRARY_OVERRIDES.get(name, {})
-    for attributes in _module_attributes.values():
-        for value in attributes.values():
-            if isinstance(value, type):
-                for cls in value.__mro__:
-                    if not cls.__flags__ & (1 << 8):  # Py_TPFLAGS_IMMUTABLETYPE: only these can be patched
-                        _tracked_classes[cls] = dict(vars(cls))
-    for cls in (ModuleProxy, Forbidden):  # reachable via type(math) and `except BaseException as e`
-        _tracked_classes[cls] = dict(vars(cls))
-
-
-def library_tampered() -> bool:
-    """True if the last program changed a class shared with later programs (the worker then retires)."""
-    for cls, snapshot in _tracked_classes.items():
-        current = vars(cls)
-        if len(current) != len(snapshot) or any(current.get(k) is not v for k, v in snapshot.items()):
-            return True
-    return False
-
-
-def reset_library_state() -> None:
-    decimal.setcontext(_pristine_decimal_context.copy())
-    _imported.clear()
 
 
 def check_wrapper_lists(assigned, updated) -> None:
@@ -221,7 +205,31 @@ def captured_print(*args, sep=" ", end="\n", file=None, flush=False) -> None:
 
 
 def one_argument_type(obj) -> type:
-    return type(obj)
+    """type(x), except for a class: its metaclass (type itself, too) would build classes with any attribute names."""
+    cls = type(obj)
+    if issubclass(cls, type):
+        raise Forbidden("type() of a class is not allowed")
+    return cls
+
+
+def guarded_build_class(func, name, *bases, **keywords):
+    """Class statements without metaclasses: a metaclass's __instancecheck__ and __getattr__ would let the
+    interpreter read attributes the program names at run time (a class pattern's __match_args__)."""
+    if "metaclass" in keywords:
+        raise Forbidden("metaclasses are not allowed")
+    cls = builtins.__build_class__(func, name, *bases, **keywords)
+    if not isinstance(cls, type) or issubclass(cls, type) or type(cls) in _program_classes:
+        raise Forbidden("metaclasses are not allowed")
+    _program_classes.add(cls)
+    return cls
+
+
+def private_access(owner):
+    """Stands in for `self`/`cls` in `self._x`: only the program's own classes and their instances qualify."""
+    cls = owner if isinstance(owner, type) else type(owner)
+    if cls not in _program_classes:
+        raise Forbidden(f"private attributes of {cls.__name__!r} objects are not allowed")
+    return owner
 
 
 SAFE_BUILTINS = {name: getattr(builtins, name) for name in SAFE_BUILTIN_NAMES}
@@ -230,8 +238,9 @@ SAFE_BUILTINS.update(
         "print": captured_print,
         "type": one_argument_type,
         "__import__": safe_import,
-        "__build_class__": builtins.__build_class__,
+        "__build_class__": guarded_build_class,
         FORMAT_HOOK: format_hook,
+        PRIVATE_HOOK: private_access,
     }
 )
 
@@ -239,4 +248,6 @@ SAFE_BUILTINS.update(
 def fresh_namespace(stdout_chars: int) -> tuple[dict, Capture]:
     global _capture
     _capture = Capture(stdout_chars)
+    _imported.clear()
+    _program_classes.clear()
     return {"__builtins__": SAFE_BUILTINS, "__name__": "__main__"}, _capture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -14,10 +15,57 @@ import threading
 import time
 from pathlib import Path
 
+from fdd_core.bounded_json import JSONBoundsError, loads_bounded
+
 FRAME = struct.Struct(">I")
 FRAME_OVERHEAD_BYTES = 64 * 1024  # answer, message and JSON keys; a frame is bounded, so excess means foul play
 STARTUP_LIMIT_S = 30.0
 WORKER_SCRIPT = Path(__file__).with_name("worker.py")
+ERROR_KINDS = frozenset({"syntax", "runtime", "timeout", "memory", "forbidden", "no_answer"})
+MAX_FRAME_DEPTH = 2  # a result frame is a flat object; the ready frame holds one more (its isolation layers)
+
+
+class UnreadableFrame(ValueError):
+    """A frame that is not what a worker sends: too deep, not JSON, not a result."""
+
+
+def decode_frame(body: bytes):
+    """JSON-decode a frame read from a worker, as untrusted input: depth-bounded, no NaN/Infinity."""
+    try:
+        return loads_bounded(body, MAX_FRAME_DEPTH)
+    except JSONBoundsError as error:
+        raise UnreadableFrame(str(error)) from None
+    except MemoryError:
+        raise UnreadableFrame("MemoryError") from None
+
+
+def checked_result(frame) -> dict:
+    """A worker's result frame as the scheduler may use it; anything else becomes that program's runtime error."""
+    try:
+        if not isinstance(frame, dict):
+            raise UnreadableFrame(f"a {type(frame).__name__}, not an object")
+        if "unreadable" in frame and len(frame) == 1:
+            raise UnreadableFrame(frame["unreadable"])
+        result = {}
+        for key in ("message", "stdout"):
+            if not isinstance(frame.get(key, ""), str):
+                raise UnreadableFrame(f"{key} is not a string")
+            result[key] = frame.get(key, "")
+        if frame.get("error") is not None:
+            if frame["error"] not in ERROR_KINDS:
+                raise UnreadableFrame("unknown error kind")
+            result["error"] = frame["error"]
+        else:
+            answer = frame.get("answer")
+            if isinstance(answer, bool) or not isinstance(answer, (int, float, str)):
+                raise UnreadableFrame("no answer of a known type")
+            if isinstance(answer, float) and not math.isfinite(answer):
+                raise UnreadableFrame("answer is not finite")
+            result["answer"] = answer
+        result["retire"] = frame.get("retire") is True
+        return result
+    except UnreadableFrame as error:
+        return {"error": "runtime", "message": f"the sandbox could not read this program's result ({error})"}
 
 
 class SandboxError(RuntimeError):
@@ -73,26 +121,30 @@ class Worker:
         except OSError as error:  # BrokenPipeError: it died before reading
             raise WorkerLost(str(error)) from error
 
-    def receive(self) -> list[dict]:
-        """Read what is available (call only when poll says so) and return the complete frames."""
-        data = os.read(self.fd, 1 << 16)
+    def receive(self) -> tuple[list, str | None]:
+        """Read what is available (call only when poll says so): the complete frames, decoded, and why the
+        stream broke (None while it holds). A frame that cannot be decoded comes back as {"unreadable": why}."""
+        try:
+            data = os.read(self.fd, 1 << 16)
+        except OSError as error:
+            return [], f"cannot read ({error.strerror})"
         if not data:
-            raise WorkerLost("end of output")
+            return [], "end of output"
         self._buffer += data
         frames = []
         while len(self._buffer) >= FRAME.size:
             (size,) = FRAME.unpack_from(self._buffer)
-            if size > self._max_frame_bytes:
-                raise WorkerLost(f"oversized frame ({size} bytes)")
+            if size > self._max_frame_bytes:  # the worker bounds every frame: it broke the protocol
+                return frames, f"oversized frame ({size} bytes)"
             if len(self._buffer) < FRAME.size + size:
                 break
             body = bytes(self._buffer[FRAME.size : FRAME.size + size])
             del self._buffer[: FRAME.size + size]
             try:
-                frames.append(json.loads(body))
-            except ValueError as error:
-                raise WorkerLost("malformed frame") from error
-        return frames
+                frames.append(decode_frame(body))
+            except UnreadableFrame as error:
+                frames.append({"unreadable": str(error)})
+        return frames, None
 
     def exit_signal_or_status(self, wait_s: float = 1.0) -> tuple[str, int] | None:
         """How the process ended ('signal', n) or ('status', n), without reaping it; None if still running."""
@@ -121,12 +173,21 @@ class Worker:
                 self.proc.wait()
 
     def dispose(self) -> None:
+        if self.proc.returncode is None and not self.chunk:  # idle: it ends itself (and its session child) on EOF
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=1.0)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
         self.terminate()
         with self._lock:
             if self._disposed:
                 return
             self._disposed = True
-        self.proc.stdin.close()
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
         self.proc.stdout.close()
         shutil.rmtree(self.tmpdir, ignore_errors=True)
 
@@ -137,9 +198,9 @@ class WorkerPool:
     def __init__(self, size: int, config: dict) -> None:
         self.size = size
         self.isolation: dict[str, bool] = {}
-        self._config = json.dumps(config)
         # stdout is capped in characters; JSON's \uXXXX escapes take up to 12 bytes per character
         self._max_frame_bytes = 12 * config["stdout_chars"] + FRAME_OVERHEAD_BYTES
+        self._config = json.dumps({**config, "max_result_bytes": self._max_frame_bytes})
         self._cond = threading.Condition()
         self._all: set[Worker] = set()
         self._idle: list[Worker] = []
@@ -204,8 +265,9 @@ class WorkerPool:
             raise SandboxClosed("the sandbox is closed")
 
     def note_ready(self, frame: dict) -> None:
-        if not self.isolation:
-            self.isolation = dict(frame.get("isolation", {}))
+        layers = frame.get("isolation")
+        if not self.isolation and isinstance(layers, dict):
+            self.isolation = {str(k): v is True for k, v in layers.items()}
 
     def pids(self) -> list[int]:
         with self._cond:

@@ -9,11 +9,21 @@ What it protects against (layers, each independent of the others):
   memory: RLIMIT_AS = worker baseline + memory_mb, so MemoryError -> `memory` and a fresh worker;
   output floods: print is captured into a capped buffer; deep recursion: a recursion limit, and a worker
   that crashes anyway is reported as `runtime` and replaced.
+- One program changing another's result: no program runs in the worker process itself. A program that could
+  change state a later program sees (a class, a match, an attribute set, a module beyond math/itertools)
+  runs in a child forked for it alone and killed after its answer; contained programs share a session
+  child, retired after a timeout, a memory error or memory growth (worker.py). Each child's answer is read
+  size-bounded and within its time; the parent decodes it as untrusted (depth-bounded, no NaN, a known
+  shape): any decoding failure is that program's runtime error, never the parent's.
 - Escapes through Python: a static AST check (`forbidden`): imports outside math, fractions, decimal,
   datetime, itertools, functools, statistics, re; any dunder name or attribute; private attributes except
-  on self/cls; frame, code and generator attributes; exec/eval/compile/open/getattr & co. The program then
-  runs with a restricted __builtins__ and read-only per-program copies of the allowed modules (public,
-  non-module attributes only), and str.format templates are vetted at run time ('{0.__class__}').
+  on self/cls, and those only on the program's own classes and instances (checked at run time); frame,
+  code and generator attributes; exec/eval/compile/open/getattr & co. Reads the interpreter does by itself
+  with names a program could choose are closed: no metaclasses and no type() of a class (a metaclass's
+  __instancecheck__/__getattr__ would feed a class pattern's __match_args__), positional class patterns only
+  on builtin types, no `format` by match keyword. The program then runs with a restricted __builtins__ and
+  read-only per-program copies of the allowed modules (public, non-module attributes only), and str.format
+  templates are vetted at run time ('{0.__class__}').
 - Secrets and the host: workers start from an empty environment (`python -I -S`), in a private temp dir,
   with fds 0/1 on /dev/null and JSON (never pickle) on private pipes. As root, each worker also moves to an
   empty network namespace, chroots into its temp dir and drops to uid/gid 65534, so it sees no files and
@@ -29,8 +39,10 @@ What it does NOT protect against:
   only stops forks if the kernel counts that user (it is ignored for root, hence the uid drop).
 - Without user namespaces (or CAP_SYS_ADMIN as root) there is no network namespace; only the absence of
   socket-capable modules stands between a program and the network.
-- State inside the allowed modules: the decimal context is reset per program and a program that patches a
-  library class gets its worker retired, but harmless caches (re's compiled patterns) persist.
+- A bug in the contained-program rule (policy_static.is_contained) would let a program in a session child
+  reach the contained programs after it in that session (not the others). An escaped program that stops its
+  worker (SIGSTOP/SIGKILL; same uid) gets its own program a timeout or crash; as root each worker has a uid
+  of its own, so it cannot signal another worker.
 - CPU and memory are per worker: N workers may use N cores and N x (baseline + memory_mb).
 
 Layout of fdd_core.sandbox: scheduler.py (this module: the API and the scheduler; no signals, so any thread may
@@ -60,6 +72,7 @@ from fdd_core.sandbox.pool import (
     Worker,
     WorkerLost,
     WorkerPool,
+    checked_result,
     death_frame,
 )
 
@@ -68,6 +81,7 @@ __all__ = ["ErrorKind", "ProgramResult", "Sandbox", "SandboxClosed", "SandboxErr
 CHUNK_PROGRAMS = 32  # programs per message: amortises the pipe round trip, small enough to balance the load
 CHUNK_CHARS = 32_000
 STARTUP_ATTEMPTS = 3  # per run() call: one unlucky start is retried, a broken setup fails loudly
+WORKER_GRACE_S = 1.0  # a worker times its programs itself; the parent steps in only when the worker stalls
 
 
 class ErrorKind(str, Enum):
@@ -215,7 +229,7 @@ class _Batch:
         for worker in list(self.workers):
             if worker.ready and not worker.chunk and self.pending:
                 worker.chunk = self._next_chunk()
-                worker.deadline = time.monotonic() + self.timeout_s
+                worker.deadline = time.monotonic() + self.timeout_s + WORKER_GRACE_S
                 try:
                     worker.send([self.sources[i] for i in worker.chunk])
                 except WorkerLost as error:
@@ -246,24 +260,30 @@ class _Batch:
                 self._overrun(worker)
 
     def _read(self, worker: Worker) -> None:
+        frames, broken = worker.receive()
         try:
-            for frame in worker.receive():
+            for frame in frames:  # the complete frames count, even when the stream broke after them
                 if worker not in self.workers:  # swapped out after its last answer
                     return
                 self._accept(worker, frame)
+            if broken:
+                raise WorkerLost(broken)
         except WorkerLost as error:
             self._lose(worker, str(error))
 
-    def _accept(self, worker: Worker, frame: dict) -> None:
-        if frame.get("ready") and not worker.ready:
+    def _accept(self, worker: Worker, frame) -> None:
+        if not worker.ready:
+            if not (isinstance(frame, dict) and frame.get("ready") is True):
+                raise WorkerLost("no ready frame")
             worker.ready = True
             self.pool.note_ready(frame)
             return
         if not worker.chunk:
             raise WorkerLost("unexpected frame")
-        self.results[worker.chunk.pop(0)] = frame
-        worker.deadline = time.monotonic() + self.timeout_s
-        if frame.get("retire"):  # it exits after this answer (memory error, patched library class)
+        result = checked_result(frame)  # what the worker forwards comes from a program: untrusted
+        self.results[worker.chunk.pop(0)] = result
+        worker.deadline = time.monotonic() + self.timeout_s + WORKER_GRACE_S
+        if result.get("retire"):  # it exits after this answer (it could not fork a program's child)
             self._swap(worker)
 
     def _overrun(self, worker: Worker) -> None:

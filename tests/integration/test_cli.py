@@ -115,3 +115,74 @@ def test_gsm_hard_reference_programs_all_pass_check_data(data_dir, tmp_path):
     r = fdd("check-data", str(path))
     assert r.returncode == 0, r.stderr
     assert "1319 passed, 0 failed" in r.stdout.splitlines()
+
+
+# check-data reads a file it cannot trust: bounded, one line for each way it can be wrong (issue 14).
+GOOD_ROW = '{"question": "q", "program": "ans = 1", "answer": 1}\n'
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (GOOD_ROW + '{"question": "q", "program": "ans = 1", "answer": 1, "meta": ' + "[" * 100_000 + "]" * 100_000
+         + "}\n", ":2: nested deeper than 16 levels"),
+        (GOOD_ROW + '{"question": "q", "program": "ans = 1", "answer": NaN}\n', ":2: NaN is not a number JSON allows"),
+        ('{"question": "q", "program": "ans = 1", "answer": -Infinity}\n', ":1: -Infinity is not a number JSON allows"),
+        ('{"question": "q", "program": "ans = 1", "answer": 1e400}\n', ":1: 1e400 is beyond a float's range"),
+        (GOOD_ROW * 2 + '{"question": "' + "x" * (2 << 20) + '"}\n', ":3: line longer than 1,048,576 bytes"),
+    ],
+    ids=["deep nesting", "NaN", "Infinity", "float overflow", "huge line"],
+)
+@pytest.mark.robustness
+def test_check_data_hostile_file_is_one_line(tmp_path, content, message):
+    path = tmp_path / "hostile.jsonl"
+    path.write_text(content)
+    out = tmp_path / "results.jsonl"
+    r = fdd("check-data", str(path), "--out", str(out))
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert r.stderr.strip() == f"error: {path}{message}"
+    assert "passed" not in r.stdout and not out.exists()
+
+
+@pytest.mark.robustness
+def test_check_data_on_a_device_or_a_pipe_is_one_line_not_a_hang(tmp_path):
+    fifo = tmp_path / "rows.jsonl"
+    os.mkfifo(fifo)  # opening it for reading would block until someone writes
+    for path, kind in (("/dev/zero", "a character device"), (str(fifo), "a pipe"), (str(tmp_path), "a folder")):
+        r = subprocess.run([FDD, "check-data", path], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2
+        assert r.stderr.strip() == f"error: {path}: {kind}, not a JSONL file"
+
+
+@pytest.mark.robustness
+def test_check_data_unwritable_out_fails_before_any_program_runs(tmp_path):
+    rows = write_rows(tmp_path / "in.jsonl", [{"question": "q", "program": "while True:\n    pass", "answer": 1}] * 4)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for out, why in ((blocker / "results.jsonl", f"cannot write there ({blocker} is not a folder)"),
+                     (tmp_path, "is a folder")):
+        r = fdd("check-data", str(rows), "--out", str(out), "--set", "sandbox.timeout_s=5")
+        assert r.returncode == 2
+        assert r.stderr.strip().startswith(f"error: --out {out}: {why}"), r.stderr[-2000:]
+        assert len(r.stderr.strip().splitlines()) == 1
+        assert "passed" not in r.stdout  # nothing ran: the 4 x 5 s of programs were not spent first
+
+
+@pytest.mark.robustness
+def test_check_data_hostile_rows_leave_the_next_rows_results_unchanged(tmp_path):
+    """One sandbox worker, so every row runs where the hostile rows before it ran; the command survives them."""
+    from tests.integration.test_sandbox_hostile import FOLLOW_UP, TAMPERING
+
+    rows = []
+    for hostile, probe, expected in TAMPERING.values():
+        rows += [{"question": "hostile", "program": hostile, "answer": 0},
+                 {"question": "probe", "program": probe, "answer": expected},
+                 {"question": "follow-up", "program": FOLLOW_UP, "answer": 45}]
+    out = tmp_path / "results.jsonl"
+    r = fdd("check-data", str(write_rows(tmp_path / "in.jsonl", rows)), "--out", str(out),
+            "--set", "sandbox.workers=1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    results = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(results) == len(rows)
+    for name, probe, follow_up in zip(TAMPERING, results[1::3], results[2::3]):
+        assert probe["ok"] and follow_up["ok"], (name, probe, follow_up)

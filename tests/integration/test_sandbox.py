@@ -47,6 +47,19 @@ CONVENTIONS = [
         9,
     ),
     ("def solution():\n    import math\n    return math.gcd(12, 18)", 6),
+    # harmless formatting and matching, refused before issue 14
+    ("import datetime\nans = datetime.date(2024, 5, 17).strftime('%Y')", "2024"),
+    ("import datetime\nd = datetime.date(2024, 5, 17)\nans = f'{d:%Y-%m}'", "2024-05"),
+    ("import datetime\nans = '{:%d}'.format(datetime.datetime(2024, 5, 17, 8))", "17"),
+    ("import datetime\nans = datetime.date(2024, 5, 17).timetuple().tm_yday", 138),
+    ("import datetime\nans = datetime.date.today().year > 2000", 1),
+    ("match [1, 2]:\n    case [a, b]:\n        ans = a + b", 3),
+    ("match 5:\n    case int(x) if x > 1:\n        ans = x", 5),
+    ("match {'k': 6}:\n    case {'k': v}:\n        ans = v", 6),
+    ("class P:\n    def __init__(self):\n        self.x = 4\nmatch P():\n    case P(x=v):\n        ans = v", 4),
+    ("class A:\n    def __init__(self):\n        self._v = 2\nclass B(A):\n    def get(self):\n        return self._v\n"
+     "ans = B().get()", 2),
+    ("class C:\n    _count = 3\n    @classmethod\n    def n(cls):\n        return cls._count\nans = C.n()", 3),
 ]
 
 
