@@ -1,8 +1,10 @@
 """Serve the `fdd` flow from this process (Prefect's runner): a deployment for local use, no work pool.
 
-    python deployments/serve.py [--name demo] [--config PROFILE] [--set KEY=VALUE ...] [--cron "0 3 * * *"]
+    python deployments/serve.py [--name demo-local] [--config PROFILE] [--set KEY=VALUE ...] [--cron "0 3 * * *"]
 
-The deployment `fdd/NAME` gets the resolved profile as its default parameters, `{"cfg": {...}}`, so the
+Its default name, demo-local, is not one of prefect.yaml's: serving takes a deployment over (its work pool
+and schedules are replaced, and it is paused when the runner stops), so a NAME that a work pool serves on
+the server (`prefect deploy`) is refused. The deployment `fdd/NAME` gets the resolved profile as its default parameters, `{"cfg": {...}}`, so the
 Prefect UI's run form opens on it. The runner polls the server named by PREFECT_API_URL about every
 10 s and runs each flow run as `python -m prefect.engine` in the repository root (a relative
 `run.runs_dir` lands there, as with `fdd run` started there). Stop it with Ctrl-C or SIGTERM, before
@@ -22,7 +24,9 @@ if str(REPO) not in sys.path:  # `python deployments/serve.py` puts deployments/
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="deployments/serve.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--name", default="demo", help="Deployment name: the deployment is fdd/NAME (default: demo).")
+    parser.add_argument("--name", default="demo-local",
+                        help="Deployment name: the deployment is fdd/NAME (default: demo-local). A name that a work "
+                             "pool serves (prefect.yaml's demo, gsm8k) is refused.")
     parser.add_argument("--config", default=None,
                         help="YAML profile for the default parameters: a file, or a name in configs/ "
                              "(default: the profile named NAME if there is one, else demo).")
@@ -47,6 +51,13 @@ def main(argv: list[str] | None = None) -> int:
         print("warning: PREFECT_API_URL is not set, so this serves on a temporary server that no UI or CLI "
               "can reach; start `prefect server start` and set PREFECT_API_URL=http://127.0.0.1:4200/api",
               file=sys.stderr)
+    else:
+        taken = _work_pool_of(f"fdd/{args.name}")
+        if taken:
+            print(f"error: fdd/{args.name} is served by work pool '{taken}' (prefect deploy); serving it here "
+                  f"would take it over (its work pool and schedules replaced, paused on exit): choose another --name",
+                  file=sys.stderr)
+            return 2
     # Loaded from source, the runner starts each run as `python -m prefect.engine` in the repository, which
     # imports flows/fdd_flow.py afresh, as a worker does. (A flow object served directly is cloudpickled into
     # a spawned child instead; its functions travel by value, without the module globals that resolve the
@@ -55,6 +66,18 @@ def main(argv: list[str] | None = None) -> int:
     fdd.serve(name=args.name, parameters={"cfg": cfg.model_dump(mode="json")}, cron=args.cron,
               description=f"FDD on the {profile} profile, served by deployments/serve.py")
     return 0
+
+
+def _work_pool_of(name: str) -> str | None:
+    """The work pool of deployment `name` on the server, or None when it has none or does not exist."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            return client.read_deployment_by_name(name).work_pool_name
+        except ObjectNotFound:
+            return None
 
 
 if __name__ == "__main__":

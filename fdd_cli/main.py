@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from fdd_cli.deployment import deployment_app
 from fdd_cli.errors import fail as _fail, user_errors
 from fdd_cli.options import ConfigOpt, SetOpt, load as _config
 from fdd_cli.teacher import teacher_app
@@ -140,6 +141,7 @@ def eval_student(
 
 
 app.add_typer(teacher_app, name="teacher")
+app.add_typer(deployment_app, name="deployment")
 
 
 def _stored_replies(path: Path) -> int:
@@ -186,6 +188,9 @@ def run(
     # before Prefect starts: a missing key or an unmeasurable budget is one error line (user_errors)
     check_teacher_key(cfg.teacher)
     check_budget_is_measurable(cfg.teacher, cfg.budget)
+    from fdd_core.run_data import check_run_values
+
+    check_run_values(cfg)
     # SIGTERM (kill, docker stop, a scheduler's timeout) would end the process without Python's exit handlers,
     # leaving Prefect's temporary server running; as SystemExit the flow is marked crashed and the server stops.
     # One that lands in a garbage collection would be dropped by Python: the hook sends it again.

@@ -18,7 +18,7 @@ class _Section(BaseModel):
 
 
 class RunConfig(_Section):
-    name: str = Field("demo", min_length=1, description="Run name; the run directory is <runs_dir>/<name>.")
+    name: str = Field("demo", min_length=1, description="Run name: its run directory is the folder of this name inside runs_dir.")
     runs_dir: str = Field("runs", description="Folder that holds one run directory per run.")
     seed: int = Field(0, description="Seed for data splits, sampling and training.")
     rounds: int = Field(3, ge=0, description="Feedback rounds after the initial distillation (round 0).")

@@ -7,6 +7,7 @@ key and the reason, e.g. `configs/x.yaml:4: teacher.concurency: unknown key (did
 
 from __future__ import annotations
 
+import copy
 import difflib
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,6 +45,24 @@ def load_config(source: str | Path | None = None, overrides: Sequence[str] = ())
     if source is not None:
         path = profile_path(source)
         data, origin = _read_profile(path)
+    return _resolve(data, origin, overrides)
+
+
+def apply_overrides(base: dict[str, Any], overrides: Sequence[str], where: str) -> FDDConfig:
+    """`base` (a config as a mapping, e.g. a deployment's `cfg` parameter) with each `key=value` override
+    applied in order, validated like load_config; an error in `base` itself names `where`."""
+    data = copy.deepcopy(base)
+    return _resolve(data, {key: where for key, _ in _dotted_keys(data)}, overrides)
+
+
+def _dotted_keys(data: dict[str, Any], prefix: str = ""):
+    for key, value in data.items():
+        yield f"{prefix}{key}", value
+        if isinstance(value, dict):
+            yield from _dotted_keys(value, f"{prefix}{key}.")
+
+
+def _resolve(data: dict[str, Any], origin: dict[str, str], overrides: Sequence[str]) -> FDDConfig:
     for override in overrides:
         key, value = _parse_override(override)
         _check_key(key, f"--set {override}")

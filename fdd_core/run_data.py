@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fdd_core import synthetic
-from fdd_core.benchmarks import load_benchmark
+from fdd_core.benchmarks import BENCHMARKS, load_benchmark
 from fdd_core.config import FDDConfig
+from fdd_core.config_files import ConfigError
 from fdd_core.records import Example, Problem
 from fdd_core.results import DataCounts, DataResult, PoolCounts, PoolResult, TrainingSetCounts, TrainingSetResult
 from fdd_core.store import finish_stage, finished_stage, iter_jsonl, write_jsonl
@@ -27,8 +28,21 @@ def synthetic_splits(cfg: FDDConfig) -> tuple[list[Problem], list[Problem]]:
     return synthetic.make_splits(cfg.data.n_seed, cfg.data.n_synthetic_test, cfg.run.seed)
 
 
+def check_run_values(cfg: FDDConfig) -> None:
+    """The values of a valid config a run still cannot use (the schema cannot know them): ConfigError, one
+    line naming the key and the allowed values, before anything is bought or trained."""
+    known = [SYNTHETIC_TEST, *BENCHMARKS]
+    for name in cfg.data.benchmarks:
+        if name not in known:
+            raise ConfigError(f"data.benchmarks: unknown benchmark {name!r}; known: {', '.join(known)}")
+    if SYNTHETIC_TEST in cfg.data.benchmarks and cfg.data.seed_set != "synthetic":
+        raise ConfigError(f"data.benchmarks: {SYNTHETIC_TEST} needs data.seed_set: synthetic "
+                          f"(got {cfg.data.seed_set!r})")
+
+
 def prepare_data(cfg: FDDConfig, out_dir: Path) -> DataResult:
     """seed.jsonl and benchmarks/<name>.jsonl for cfg.data; the synthetic split is fixed by run.seed."""
+    check_run_values(cfg)
     started = time.monotonic()
     out_dir = Path(out_dir)
     data = cfg.data
@@ -41,8 +55,6 @@ def prepare_data(cfg: FDDConfig, out_dir: Path) -> DataResult:
     rows = {"seed": len(seeds)}
     for name in data.benchmarks:
         if name == SYNTHETIC_TEST:
-            if data.seed_set != "synthetic":
-                raise ValueError("data.benchmarks: synthetic-test needs data.seed_set: synthetic")
             problems = synthetic_test[: data.eval_limit] if data.eval_limit else synthetic_test
         else:
             problems = load_benchmark(name, source=data.source, data_dir=data.data_dir, limit=data.eval_limit).problems

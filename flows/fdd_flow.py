@@ -6,14 +6,16 @@ Flows only compose tasks. A stage whose output folder no longer matches its mani
 
 from pathlib import Path
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.states import Failed
 
 from fdd_core.config import FDDConfig
 from fdd_core.interrupts import redeliver_swallowed_interrupts
-from fdd_core.config_files import config_to_yaml
+from fdd_core.config_files import ConfigError, config_to_yaml
 from fdd_core.report import table, write_report
 from fdd_core.results import RoundRow, RoundSummary, RunResult, RunTotals, TeacherUsage
+from fdd_core.run_data import check_run_values
 from fdd_core.store import atomic_write_text
 from tasks.caching import needs_refresh
 from tasks.stages import (
@@ -73,6 +75,11 @@ def fdd(cfg: FDDConfig = FDDConfig()) -> RunResult:
     """Feedback-Driven Distillation: teacher solutions for the seeds, then train, evaluate, feedback and
     generate, round after round, until `run.rounds`, a gain below `run.min_gain`, or the teacher budget."""
     redeliver_swallowed_interrupts()  # a deployment's cancel (SIGTERM) landing in a garbage collection still stops it
+    try:
+        check_run_values(cfg)
+    except ConfigError as e:  # the line itself is the run's state message (UI, `prefect flow-run inspect`)
+        get_run_logger().error(str(e))
+        return Failed(message=str(e), data=e)
     # Absolute: stage cache keys hold their paths, so the same config run from another folder is another run
     run_dir = Path(cfg.run.runs_dir).expanduser().resolve() / cfg.run.name
     atomic_write_text(run_dir / "config.yaml", config_to_yaml(cfg))  # saved first: the run is reproducible

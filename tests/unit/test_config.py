@@ -4,7 +4,7 @@ import pytest
 from pydantic import BaseModel
 
 from fdd_core.config import FDDConfig
-from fdd_core.config_files import ConfigError, config_to_yaml, load_config
+from fdd_core.config_files import ConfigError, apply_overrides, config_to_yaml, load_config
 
 
 def _fields(model: type[BaseModel], prefix: str = ""):
@@ -15,11 +15,27 @@ def _fields(model: type[BaseModel], prefix: str = ""):
 
 
 def test_every_field_has_a_default_and_a_description():
-    # The Prefect form shows descriptions as help, and `fdd run` must work on defaults alone.
+    # The Prefect form shows descriptions as help (Markdown: `<name>` would render as nothing), and `fdd run`
+    # must work on defaults alone.
     for key, field in _fields(FDDConfig):
         assert field.description, f"{key} has no description"
+        assert "<" not in field.description, f"{key}: Markdown drops <...> from the UI form: {field.description}"
         assert not field.is_required(), f"{key} has no default"
     FDDConfig()
+
+
+def test_overrides_merge_into_a_deployments_cfg():
+    # `fdd deployment run --set`: keys not set keep the deployment's values, not FDDConfig's defaults
+    base = load_config("gsm8k").model_dump(mode="json")
+    cfg = apply_overrides(base, ["run.rounds=1", "training.batch_size=8"], "deployment fdd/gsm8k")
+    assert cfg.run.rounds == 1 and cfg.training.batch_size == 8
+    assert cfg.teacher == load_config("gsm8k").teacher and cfg.data.benchmarks[0] == "gsm8k"
+    assert base["run"]["rounds"] == 3, "the deployment's parameters are not changed in place"
+    with pytest.raises(ConfigError, match=r"^--set training.method=qlora: training.method: Input should be 'full' "
+                                          r"or 'lora' \(got 'qlora'\)$"):
+        apply_overrides(base, ["training.method=qlora"], "deployment fdd/gsm8k")
+    with pytest.raises(ConfigError, match=r"^deployment fdd/x: training.epochs: Input should be greater than 0"):
+        apply_overrides({"training": {"epochs": 0}}, [], "deployment fdd/x")
 
 
 @pytest.mark.parametrize("profile", ["demo", "gsm8k"])

@@ -1,8 +1,10 @@
 """The run's data preparation and the growth of the distillation set between rounds."""
 
-from fdd_core.config_files import load_config
+import pytest
+
+from fdd_core.config_files import ConfigError, load_config
 from fdd_core.records import Example
-from fdd_core.run_data import grow_training_set, prepare_data
+from fdd_core.run_data import check_run_values, grow_training_set, prepare_data
 from fdd_core.store import read_jsonl, verify_manifest, write_jsonl
 
 
@@ -28,3 +30,14 @@ def test_training_set_grows_by_the_accepted_rows_once(tmp_path):
     result = grow_training_set(previous, [accepted], tmp_path / "r1")
     assert result.counts.examples == 3
     assert [r["id"] for r in read_jsonl(tmp_path / "r1" / "train.jsonl")] == ["e0", "e1", "e2"]
+
+
+def test_an_unknown_benchmark_is_one_line_naming_the_key_and_the_known_ones(tmp_path):
+    cfg = load_config(None, ["data.benchmarks=[synthetic-test, gsm8kk]"])
+    with pytest.raises(ConfigError) as e:
+        prepare_data(cfg, tmp_path / "data")
+    assert str(e.value) == ("data.benchmarks: unknown benchmark 'gsm8kk'; known: synthetic-test, gsm8k-train, gsm8k, "
+                            "svamp, asdiv, asdiv-pal, multiarith, gsm-hard")
+    assert not (tmp_path / "data").exists(), "checked before anything is written"
+    check_run_values(load_config("demo"))
+    check_run_values(load_config("gsm8k"))
