@@ -46,7 +46,7 @@ def _stat(pid: int) -> tuple[int, str] | None:
 def _children(parent: int, mark: str) -> dict[int, str]:
     found = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():  # the watchdog's own command names the mark
             continue
         stat = _stat(int(entry.name))
         if stat is None or stat[0] != parent:
