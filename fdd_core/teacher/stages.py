@@ -139,7 +139,8 @@ def _vote(cfg: FDDConfig, client: TeacherClient, asks: Sequence[tuple[Candidate,
 
 
 @contextlib.contextmanager
-def _teacher(cfg: FDDConfig, spent: TeacherUsage | None, run: str | None, stage: str) -> Iterator[TeacherClient]:
+def _teacher(cfg: FDDConfig, spent: TeacherUsage | None, run: str | None,
+             stage: str | None = None) -> Iterator[TeacherClient]:
     """One client for the whole stage, its ledger starting at what the run spent before it. A stage whose
     requests failed more often than teacher.max_failed_share raises TeacherFailures: it is not kept as done."""
     spent = spent or TeacherUsage()
