@@ -24,7 +24,7 @@ def user_errors(command):
 
         try:
             return command(*args, **kwargs)
-        except (ConfigError, DataFileError, BenchmarkError, _teacher_config_error()) as e:
+        except (ConfigError, DataFileError, BenchmarkError, *_teacher_errors()) as e:
             fail(str(e))
 
     return wrapper
@@ -34,9 +34,16 @@ class _NotRaised(Exception):
     """Stands for an error class whose module was never imported (so nothing can have raised it)."""
 
 
-def _teacher_config_error() -> type[Exception]:
+def _teacher_errors() -> tuple[type[Exception], ...]:
     """TeacherConfigError (a teacher setting that makes the run impossible: a missing API key, an unpriced
-    model with budget.max_usd), looked up only once an error is being matched: importing the teacher client
-    imports litellm (seconds), which commands that never reach the teacher should not pay for."""
+    model with budget.max_usd, a teacher answering 401), TeacherFailures (a stage whose requests mostly failed),
+    StoreError (a response store that cannot be written or is damaged) and the other one-line errors of the run
+    (a run already running, a damaged model), looked up only once an error is being matched: importing the teacher
+    client imports litellm (seconds), which commands that never reach the teacher should not pay for."""
     client = sys.modules.get("fdd_core.teacher.client")
-    return getattr(client, "TeacherConfigError", _NotRaised)
+    store = sys.modules.get("fdd_core.teacher.response_store")
+    lock = sys.modules.get("fdd_core.run_lock")
+    models = sys.modules.get("fdd_core.student.checkpoint")
+    return (getattr(client, "TeacherConfigError", _NotRaised), getattr(client, "TeacherFailures", _NotRaised),
+            getattr(store, "StoreError", _NotRaised), getattr(lock, "RunLocked", _NotRaised),
+            getattr(models, "ModelDamaged", _NotRaised))

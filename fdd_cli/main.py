@@ -13,6 +13,7 @@ import typer
 from fdd_cli.deployment import deployment_app
 from fdd_cli.errors import fail as _fail, user_errors
 from fdd_cli.options import ConfigOpt, SetOpt, load as _config
+from fdd_cli.store import store_app
 from fdd_cli.teacher import teacher_app
 from fdd_core.interrupts import exit_on_signal, redeliver_swallowed_interrupts
 
@@ -142,6 +143,7 @@ def eval_student(
 
 app.add_typer(teacher_app, name="teacher")
 app.add_typer(deployment_app, name="deployment")
+app.add_typer(store_app, name="store")
 
 
 def _stored_replies(path: Path) -> int:
@@ -198,6 +200,16 @@ def run(
     redeliver_swallowed_interrupts()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    from fdd_core.run_lock import run_lock
+    from fdd_core.watchdog import start_watchdog
+
+    # One live run per run directory (a second one would buy the same replies again): refused before Prefect starts
+    with run_lock(Path(cfg.run.runs_dir).expanduser().resolve() / cfg.run.name):
+        start_watchdog()  # Prefect's temporary server goes when this process goes, even killed by SIGKILL
+        _run_flow(cfg)
+
+
+def _run_flow(cfg) -> None:
     from fdd_core.report import text_table, totals_line
     from flows.fdd_flow import fdd
 

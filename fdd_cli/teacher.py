@@ -24,6 +24,9 @@ def teacher_serve(
     fail_timeout: Annotated[float, typer.Option(help="Share of requests that hang for --slow-s seconds.")] = 0.0,
     slow_s: Annotated[float, typer.Option(help="How long a hanging request hangs.")] = 30.0,
     latency_ms: Annotated[float, typer.Option(help="Fixed delay added to every reply (throughput tests).")] = 0.0,
+    fail_status: Annotated[
+        Optional[int], typer.Option(help="Answer every request with this HTTP status (401 bad key, 403, 404 model).")
+    ] = None,
     log: Annotated[Optional[Path], typer.Option(help="JSONL file with one line per request served.")] = None,
     reference: Annotated[
         Optional[Path], typer.Option(help="GSM8K train.jsonl the offline teacher solves from (default: FDD_DATA_DIR's).")
@@ -36,7 +39,7 @@ def teacher_serve(
 
     try:
         faults = FaultPlan(fail_429=fail_429, fail_500=fail_500, fail_timeout=fail_timeout, slow_s=slow_s,
-                           latency_s=latency_ms / 1000, seed=seed)
+                           latency_s=latency_ms / 1000, seed=seed, fail_status=fail_status)
     except ValidationError as e:  # a share outside [0, 1], a negative duration
         option = {"latency_s": "latency-ms"}
         fail("; ".join(f"--{option.get(str(err['loc'][0]), str(err['loc'][0]).replace('_', '-'))}: {err['msg']}"

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SEED_LIMIT = 2**32  # numpy's seeds are below 2**32 (torch's below 2**63): a run seed must suit both
+MAX_WORKERS = 256  # sandbox workers: more processes than any machine here runs usefully at once
+MAX_CONCURRENCY = 1024  # teacher requests in flight at once
+MAX_PROGRAM_S = 3600.0  # one sandboxed program's wall-clock limit (a timer and rlimits must hold it)
 
 
 class _Section(BaseModel):
@@ -20,7 +25,7 @@ class _Section(BaseModel):
 class RunConfig(_Section):
     name: str = Field("demo", min_length=1, description="Run name: its run directory is the folder of this name inside runs_dir.")
     runs_dir: str = Field("runs", description="Folder that holds one run directory per run.")
-    seed: int = Field(0, description="Seed for data splits, sampling and training.")
+    seed: int = Field(0, ge=0, lt=SEED_LIMIT, description="Seed for data splits, sampling and training (0 to 2**32-1).")
     rounds: int = Field(3, ge=0, description="Feedback rounds after the initial distillation (round 0).")
     min_gain: float | None = Field(
         None, description="Stop early when held-out accuracy gains less than this over the best round (a fraction)."
@@ -34,7 +39,7 @@ class DataConfig(_Section):
     n_seed: int = Field(400, ge=1, description="Number of seed problems to start from.")
     n_synthetic_test: int = Field(400, ge=0, description="Held-out synthetic test problems (synthetic seed set only).")
     benchmarks: list[str] = Field(
-        default_factory=lambda: ["synthetic-test"],
+        default_factory=lambda: ["synthetic-test"], min_length=1,
         description="Benchmarks evaluated every round, e.g. gsm8k, svamp, asdiv, multiarith, gsm-hard.",
     )
     eval_limit: int | None = Field(None, ge=1, description="Evaluate at most this many problems per benchmark.")
@@ -44,6 +49,19 @@ class DataConfig(_Section):
     data_dir: str | None = Field(
         None, description="Folder of local benchmark files (layout of shared/data); FDD_DATA_DIR when unset."
     )
+
+    @field_validator("benchmarks")
+    @classmethod
+    def _known_benchmarks(cls, names: list[str]) -> list[str]:
+        from fdd_core.benchmarks import BENCHMARKS
+
+        known = [*BENCHMARKS, "synthetic-test"]
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise ValueError(f"unknown benchmark {unknown[0]!r} (known: {', '.join(known)})")
+        if len(set(names)) != len(names):
+            raise ValueError("a benchmark is listed twice")
+        return names
 
 
 class TeacherConfig(_Section):
@@ -58,9 +76,14 @@ class TeacherConfig(_Section):
     k_solutions: int = Field(4, ge=1, description="Program-of-thought solutions requested per seed problem.")
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="Sampling temperature of teacher requests.")
     max_tokens: int = Field(768, ge=16, description="Maximum tokens of one teacher reply.")
-    concurrency: int = Field(8, ge=1, description="Teacher requests in flight at once.")
-    timeout_s: float = Field(60.0, gt=0, description="Timeout of one teacher request, in seconds.")
-    max_retries: int = Field(5, ge=0, description="Retries on rate limits, timeouts and server errors.")
+    concurrency: int = Field(8, ge=1, le=MAX_CONCURRENCY, description="Teacher requests in flight at once.")
+    timeout_s: float = Field(60.0, gt=0, le=86400, description="Timeout of one teacher request, in seconds.")
+    max_retries: int = Field(5, ge=0, le=100, description="Retries on rate limits, timeouts and server errors.")
+    max_failed_share: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="A teacher stage whose failed requests (after retries) exceed this share of those sent fails "
+        "instead of completing, and is not kept as done.",
+    )
     cache_path: str = Field(
         "~/.cache/fdd/teacher.sqlite", description="Response store shared by all runs: a reply is never paid twice."
     )
@@ -149,9 +172,10 @@ class BudgetConfig(_Section):
 
 
 class SandboxConfig(_Section):
-    timeout_s: float = Field(2.0, gt=0, description="Wall-clock limit of one program, in seconds.")
-    memory_mb: int = Field(256, ge=32, description="Memory limit of one program, in MiB.")
-    workers: int | None = Field(None, ge=1, description="Warm sandbox worker processes (default: CPU count).")
+    timeout_s: float = Field(2.0, gt=0, le=MAX_PROGRAM_S, description="Wall-clock limit of one program, in seconds.")
+    memory_mb: int = Field(256, ge=32, le=1 << 20, description="Memory limit of one program, in MiB.")
+    workers: int | None = Field(None, ge=1, le=MAX_WORKERS,
+                                description="Warm sandbox worker processes (default: CPU count).")
 
 
 class FDDConfig(_Section):

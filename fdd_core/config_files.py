@@ -95,7 +95,11 @@ def _read_profile(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
         return {}, {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config must be a mapping of sections, got {type(data).__name__}")
-    origin = {key: f"{path}:{line}" for key, line in _key_lines(root)}
+    origin: dict[str, str] = {}
+    for key, line in _key_lines(root):
+        if key in origin:  # YAML keeps the last of duplicated keys silently: refuse instead
+            raise ConfigError(f"{path}:{line}: {key}: duplicated key (first at {origin[key]})")
+        origin[key] = f"{path}:{line}"
     for key, where in origin.items():
         _check_key(key, where)
     return data, origin

@@ -23,7 +23,8 @@ from fdd_core.benchmarks import BenchmarkError
 from fdd_core.config import FDDConfig
 from fdd_core.config_files import ConfigError
 from fdd_core.store import DataFileError, tree_sha256, verify_manifest
-from fdd_core.teacher.client import TeacherConfigError
+from fdd_core.teacher.client import TeacherConfigError, TeacherFailures
+from fdd_core.teacher.response_store import StoreError
 
 # Settings that decide how fast a stage runs, or where it keeps things, but not what it writes. They are left out
 # of every stage's key (a section such as "teacher" is hashed without them), so changing them reuses finished stages.
@@ -33,6 +34,7 @@ NOT_IN_OUTPUTS = (
     "teacher.concurrency",  # requests in flight at once: the same requests, the same replies
     "teacher.cache_path",  # where replies are kept, not which (a reply's store key has model, server, prompt, params)
     "teacher.api_key_env",  # which variable holds the key: the store keys replies without it, as a provider does
+    "teacher.max_failed_share",  # whether a stage may end at all, not what a finished one wrote
     "sandbox.workers",  # warm worker processes: each program runs alone in one, under the same limits
     # problems per generate() call (hf): greedy decoding writes the same programs up to float rounding, and sampling
     # (inference.temperature > 0) other draws from the same distribution
@@ -104,8 +106,11 @@ def stage_cache_key(stage: str, version: int, fields: Sequence[str], inputs: Seq
 # read, a benchmark that is not there, or a bug (all of fdd_core's own errors of this kind are ValueErrors; they are
 # named so that a change of their base class cannot make them retried). Anything else (a timeout, a lost
 # connection or sandbox worker, a full disk, CUDA out of memory) may pass on another try.
+# A response store that cannot be written, a teacher refusing requests (TeacherOutage is a TeacherConfigError) or
+# failing most of them stop the run at once too: a retry would buy replies again only to lose them, or hammer a
+# teacher that is down; the user reruns the same command once it is fixed.
 PERMANENT_ERRORS = (TeacherConfigError, ConfigError, BenchmarkError, DataFileError, ValueError, TypeError,
-                    AttributeError, NameError, ImportError, NotImplementedError)
+                    AttributeError, NameError, ImportError, NotImplementedError, StoreError, TeacherFailures)
 
 
 def is_permanent(error: BaseException) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -17,12 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from ..config import FDDConfig, StudentConfig
+from .checkpoint import ModelDamaged, check_model, write_model_manifest
 from .prompting import PLAIN_PROMPT
 
 # Special tokens of the tiny tokenizer, in T5's id order (pad 0, eos 1, unk 2) so one layout serves
 # both architectures (T5 starts decoding from the pad id).
 PAD, EOS, UNK, BOS = "<pad>", "</s>", "<unk>", "<s>"
 TOKENIZER_KINDS = ("bpe", "bpe-num", "byte")
+DAMAGED_STUDENT = ": train it again (rerun the same `fdd run`: a damaged round is redone) or restore the folder"
+log = logging.getLogger(__name__)
 BASE_MARKER = "fdd_student.json"  # beside a built base: what it was built from, to refuse a mismatch
 
 
@@ -159,6 +163,7 @@ def build_tiny_student(
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / BASE_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+        write_model_manifest(tmp)
 
     with quiet_transformers():
         return save_dir_atomically(Path(out_dir), write)
@@ -227,6 +232,7 @@ def load_student(path_or_id: str | Path, *, architecture: str = "auto", device: 
     import torch
 
     device = resolve_device(device)
+    check_model(path_or_id, hint=DAMAGED_STUDENT)
     dtype = torch.float32
     if device.startswith("cuda"):
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -242,6 +248,7 @@ def _load(folder: Path, path_or_id: str | Path, architecture: str, dtype: Any) -
         from peft import PeftConfig, PeftModel
 
         base = PeftConfig.from_pretrained(str(folder)).base_model_name_or_path
+        check_model(base, hint=DAMAGED_STUDENT)
         seq2seq = is_seq2seq(base, architecture)
         model = PeftModel.from_pretrained(load_model(base, seq2seq=seq2seq, dtype=dtype), str(folder))
         tokenizer = load_tokenizer(folder if has_tokenizer_files(folder) else base)
@@ -269,5 +276,10 @@ def base_checkpoint(cfg: FDDConfig, run_dir: Path, train_texts: Iterable[str], *
                 f"{base} was built from another student config or seed ({built.get('student')}, seed "
                 f"{built.get('seed')}); delete it or use a new run name"
             )
-        return base
+        try:
+            check_model(base)
+            return base
+        except ModelDamaged as e:  # built from the config and the seed set: building it again gives it back
+            log.warning("%s: rebuilding the base checkpoint", e)
+            print(f"{e}: rebuilding the base checkpoint", flush=True)
     return build_tiny_student(cfg.student, train_texts, base, seed=cfg.run.seed, **build_kwargs)

@@ -21,6 +21,7 @@ from ..config import FDDConfig, TrainingConfig
 from ..records import Example
 from ..results import TrainCounts, TrainResult
 from ..store import atomic_write_text, finish_stage, read_jsonl
+from .checkpoint import check_model, write_model_manifest
 from .factory import is_seq2seq, load_model, load_tokenizer, quiet_transformers, resolve_device, save_dir_atomically
 from .prompting import IGNORE_INDEX, encode_example
 
@@ -212,6 +213,7 @@ def train_student(
     (out_dir / "training_config.json").unlink(missing_ok=True)
     examples = load_examples(train_path)
     start = start_checkpoint(cfg, base, previous)
+    check_model(start, hint=": rerun the same `fdd run` (a damaged base is rebuilt, a damaged round redone)")
     seq2seq = checkpoint_is_seq2seq(cfg, start)
     tokenizer = load_tokenizer(start)
     rows, too_long = encode_examples(cfg, tokenizer, examples, seq2seq, train_path)
@@ -270,6 +272,7 @@ def _save(model: Any, tokenizer: Any, out_dir: Path, *, lora: bool, start: Path 
         def write_adapter(tmp: Path) -> None:
             model.save_pretrained(tmp)  # before merging: merge_and_unload folds the adapter away
             tokenizer.save_pretrained(tmp)
+            write_model_manifest(tmp)
 
         outputs["adapter"] = str(save_dir_atomically(out_dir / "adapter", write_adapter))
         model = model.merge_and_unload()
@@ -279,6 +282,7 @@ def _save(model: Any, tokenizer: Any, out_dir: Path, *, lora: bool, start: Path 
     def write_model(tmp: Path) -> None:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        write_model_manifest(tmp)
 
     outputs["model"] = str(save_dir_atomically(out_dir / "model", write_model))
     return outputs

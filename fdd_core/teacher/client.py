@@ -23,7 +23,7 @@ from fdd_core.config import BudgetConfig, TeacherConfig  # noqa: E402
 # costs also quiets litellm's stdout banners (suppress_debug_info)
 from fdd_core.teacher.costs import FREE_PROVIDERS, BudgetLedger, TeacherStats, is_priced, token_cost  # noqa: E402
 from fdd_core.teacher.prompts import KIND_HEADER, KINDS, Prompt, RequestKind  # noqa: E402
-from fdd_core.teacher.response_store import ResponseStore, StoredReply  # noqa: E402
+from fdd_core.teacher.response_store import ResponseStore, StoreError, StoredReply  # noqa: E402
 
 log = logging.getLogger("fdd.teacher")
 
@@ -35,6 +35,19 @@ Progress = Callable[[int, int], None]  # on_progress(done, total)
 
 class TeacherConfigError(ValueError):
     """A teacher setting that makes the run impossible; raised before any request is sent."""
+
+
+class TeacherOutage(TeacherConfigError):
+    """The teacher refused a request for a reason no retry fixes (401, 403, 404: a key, a permission, a model or
+    server that is not there): the stage stops at once, naming the status and the provider's message."""
+
+
+class TeacherFailures(RuntimeError):
+    """A stage ended with more failed requests than teacher.max_failed_share: it fails instead of completing."""
+
+
+OUTAGE_STATUSES = (401, 403, 404)  # authentication, permission, model or endpoint: the same on every request
+CLAIM_POLL_S = 0.2  # how often a request another process has in flight is looked for in the store
 
 
 @dataclass(frozen=True)
@@ -166,8 +179,12 @@ class TeacherClient:
 
     def __init__(self, cfg: TeacherConfig, budget: BudgetConfig, store: ResponseStore, *, seed: int = 0,
                  retry_base_s: float = 1.0, retry_max_s: float = 30.0, spent_requests: int = 0,
-                 spent_usd: float = 0.0, run: str | None = None) -> None:
+                 spent_usd: float = 0.0, run: str | None = None, stage: str | None = None) -> None:
         self.cfg, self.budget, self.store, self.seed, self.run = cfg, budget, store, seed, run
+        self.stage = stage  # recorded with each reply bought: the run's report counts them per stage
+        self._fatal: BaseException | None = None  # a StoreError or TeacherOutage: nothing more is sent
+        self.last_error: str | None = None  # of the last request that failed, for TeacherFailures
+        self.unstored = 0  # replies paid for that the store could not keep
         self.retry_base_s, self.retry_max_s = retry_base_s, retry_max_s  # backoff: base * 2**attempt, capped
         self.__api_key = self._read_key(cfg)  # name-mangled, never in repr, stats or the store
         check_budget_is_measurable(cfg, budget)
@@ -250,6 +267,9 @@ class TeacherClient:
             try:
                 async with semaphore:
                     reply = await self._fetch(first, key)
+            except (StoreError, TeacherOutage) as e:  # the stage stops: raised once the calls in flight are done
+                self._fatal = self._fatal or e
+                reply = TeacherReply(first, None, self._scrub(str(e))[:500], key=key)
             except Exception as e:  # a bug of ours must still leave a row, not sink the batch
                 log.exception("teacher request failed unexpectedly")
                 self.stats.failures += 1
@@ -265,14 +285,31 @@ class TeacherClient:
             progress(len(indices))
 
         await asyncio.gather(*(one(key, indices) for key, indices in pending.items()))
+        if self._fatal is not None:
+            if isinstance(self._fatal, StoreError) and self.unstored:
+                raise StoreError(f"{self._fatal} ({self.unstored} paid replies could not be stored)") from None
+            raise self._fatal
         return replies  # type: ignore[return-value]  # every slot is filled above
+
+    def check_failures(self, max_share: float) -> None:
+        """TeacherFailures when more than max_share of the requests sent failed (after their retries)."""
+        st = self.stats
+        sent = st.requests + st.failures
+        if sent and st.failures > max_share * sent:
+            raise TeacherFailures(
+                f"teacher {self.cfg.model}{' at ' + self.cfg.api_base if self.cfg.api_base else ''}: {st.failures} of "
+                f"{sent} requests failed (more than teacher.max_failed_share={max_share:g}), last error: "
+                f"{self.last_error or 'unknown'}; the stage is not kept as done: run the same command again once "
+                "the teacher answers (stored replies are reused)")
 
     def _saved(self, cost_usd: float | None) -> None:
         st = self.stats
         st.saved_usd = None if cost_usd is None or st.saved_usd is None else st.saved_usd + cost_usd
 
     def _from_store(self, request: TeacherRequest, key: str, stored: StoredReply) -> TeacherReply:
-        if self.run is not None and stored.run == self.run:
+        # bought by this run for this stage (in an earlier, interrupted invocation): paid, on the budget again; bought
+        # by another stage of this run: that stage counts it, here it is free like any other stored reply
+        if self.run is not None and stored.run == self.run and stored.stage in (None, self.stage):
             self._count_paid(stored.prompt_tokens, stored.completion_tokens, stored.cost_usd)
             self.stats.bought_earlier += 1
         else:
@@ -301,15 +338,25 @@ class TeacherClient:
         if self._exhausted():
             self.stats.skipped += 1
             return TeacherReply(request, None, BUDGET, key=key)
-        # Last look: another run sharing the store may have bought this reply meanwhile.
-        stored = self.store.get(key, count=False)
-        if stored is not None:
-            return self._from_store(request, key, stored)
+        if self._fatal is not None:  # the stage is stopping: send nothing more
+            return TeacherReply(request, None, self._scrub(str(self._fatal))[:500], key=key)
+        # Last look: another run sharing the store may have bought this reply meanwhile, or have it in flight
+        # (claimed): then wait for its reply rather than buy it again.
+        while True:
+            stored = self.store.get(key, count=False)
+            if stored is not None:
+                return self._from_store(request, key, stored)
+            if self.store.claim(key, stale_after_s=self._guard_s * (self.cfg.max_retries + 1) + RETRY_AFTER_CAP_S):
+                break
+            await asyncio.sleep(CLAIM_POLL_S)
         self.ledger.in_flight += 1
         try:
-            return await self._call(request, key)
+            reply = await self._call(request, key)
         finally:
             self.ledger.in_flight -= 1
+        if not reply.ok:
+            self.store.release(key)  # another process may try it
+        return reply
 
     async def _call(self, request: TeacherRequest, key: str) -> TeacherReply:
         cfg = self.cfg
@@ -350,7 +397,15 @@ class TeacherClient:
             return self._paid_reply(request, key, response)
         self.stats.failures += 1
         attempts = f" (after {attempt + 1} attempts)" if attempt else ""
-        return TeacherReply(request, None, self._describe(error) + attempts, key=key)
+        self.last_error = self._describe(error) + attempts
+        status = getattr(error, "status_code", None)
+        if status in OUTAGE_STATUSES:
+            self.store.release(key)
+            raise TeacherOutage(
+                f"teacher {cfg.model}{' at ' + cfg.api_base if cfg.api_base else ''} refused a request with HTTP "
+                f"{status}: {self._describe(error)}; nothing more is sent and the stage is not kept as done: fix the "
+                "key or setting and run the same command again (stored replies are reused)")
+        return TeacherReply(request, None, self.last_error, key=key)
 
     def _paid_reply(self, request: TeacherRequest, key: str, response: Any) -> TeacherReply:
         """Count a successful call against the budget, then store its reply before anyone uses it."""
@@ -372,8 +427,12 @@ class TeacherClient:
         if not text:
             st.failures += 1
             return TeacherReply(request, None, "empty reply", False, prompt_tokens, completion_tokens, cost, key)
-        self.store.put(key, StoredReply(text, prompt_tokens, completion_tokens, cost, self.cfg.model, request.prompt,
-                                        run=self.run))
+        try:
+            self.store.put(key, StoredReply(text, prompt_tokens, completion_tokens, cost, self.cfg.model,
+                                            request.prompt, run=self.run, stage=self.stage))
+        except StoreError:
+            self.unstored += 1
+            raise
         return TeacherReply(request, text, None, False, prompt_tokens, completion_tokens, cost, key)
 
     @property

@@ -1,6 +1,10 @@
 """Durable store of teacher replies (SQLite): a reply bought once is never paid for again.
 
 Shared by runs and processes; each reply is committed as it arrives, so a crash loses nothing paid for.
+A request in flight is claimed (the claims table, with the buyer's pid): another process sharing the store waits
+for that reply instead of buying it again; a claim whose process is gone is released. A store that cannot be
+written (a full disk) or read (a damaged file) raises StoreError: one line naming the file, the reason and the way
+out (`fdd store check` / `fdd store repair`, see fdd_core.teacher.store_repair).
 """
 
 from __future__ import annotations
@@ -28,9 +32,44 @@ CREATE TABLE IF NOT EXISTS replies (
     completion_tokens INTEGER NOT NULL,
     cost_usd REAL,
     created REAL NOT NULL,
-    run TEXT
+    run TEXT,
+    stage TEXT
 )
 """
+
+_CLAIMS = """
+CREATE TABLE IF NOT EXISTS claims (
+    key TEXT PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    owner TEXT NOT NULL,
+    created REAL NOT NULL
+)
+"""
+
+
+class StoreError(RuntimeError):
+    """The response store cannot be written or read; str() is one line naming the file, why, and what to do."""
+
+
+def damaged_message(path: Path, error: BaseException) -> str:
+    return (f"response store {path} is damaged ({error}): run `fdd store check {path}` to see what is readable, "
+            f"then `fdd store repair {path}` to keep every readable reply (the damaged file is kept beside it)")
+
+
+def _is_damage(error: sqlite3.Error) -> bool:
+    text = str(error).lower()
+    return isinstance(error, sqlite3.DatabaseError) and ("malformed" in text or "not a database" in text
+                                                         or "corrupt" in text)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 @dataclass(frozen=True)
@@ -43,6 +82,7 @@ class StoredReply:
     prompt: str = ""  # prompt tag, e.g. "solve.v1"
     created: float = field(default_factory=time.time)
     run: str | None = None  # the run that bought it (its run directory): what that run's budget counts
+    stage: str | None = None  # the stage of that run that bought it (e.g. r1/variants): its report row
 
 
 def canonical_json(obj: Any) -> str:
@@ -61,10 +101,17 @@ class ResponseStore:
         self.path = Path(path).expanduser()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = sqlite3.connect(
-            self.path, timeout=busy_timeout_s, check_same_thread=False, isolation_level=None
-        )
-        self._setup(self._conn, time.monotonic() + busy_timeout_s)
+        # who claims requests in flight: this process, and this store object within it
+        self.owner = f"{os.getpid()}-{id(self):x}-{time.time_ns():x}"
+        self._conn: sqlite3.Connection | None = None
+        try:
+            self._conn = sqlite3.connect(self.path, timeout=busy_timeout_s, check_same_thread=False,
+                                         isolation_level=None)
+            self._setup(self._conn, time.monotonic() + busy_timeout_s)
+        except sqlite3.Error as e:
+            if self._conn is not None:
+                self._conn.close()
+            raise self._error(e, "open") from None
         self.hits = 0
         self.misses = 0
         self.saved_usd: float | None = 0.0  # None once a hit's stored cost was unknown
@@ -85,6 +132,9 @@ class ResponseStore:
                 columns = {row[1] for row in conn.execute("PRAGMA table_info(replies)")}
                 if "run" not in columns:  # a store written before replies recorded their buyer
                     conn.execute("ALTER TABLE replies ADD COLUMN run TEXT")
+                if "stage" not in columns:  # which stage of that run bought it (the report's accounting)
+                    conn.execute("ALTER TABLE replies ADD COLUMN stage TEXT")
+                conn.execute(_CLAIMS)
                 return
             except sqlite3.OperationalError as e:
                 if "locked" not in str(e) or time.monotonic() > deadline:
@@ -126,15 +176,9 @@ class ResponseStore:
         """The stored reply or None; with count=False the hit/miss counters are left alone
         (used for a last look just before paying, after the counted look-up missed)."""
         with self._lock:
-            row = (
-                self._db()
-                .execute(
-                    "SELECT text, prompt_tokens, completion_tokens, cost_usd, model, prompt, created, run"
-                    " FROM replies WHERE key = ?",
-                    (key,),
-                )
-                .fetchone()
-            )
+            row = self._execute(
+                "SELECT text, prompt_tokens, completion_tokens, cost_usd, model, prompt, created, run, stage"
+                " FROM replies WHERE key = ?", (key,), "read").fetchone()
             reply = StoredReply(*row) if row else None
             if count:
                 if reply is None:
@@ -153,10 +197,10 @@ class ResponseStore:
         A key already there keeps its first reply: another run may have used it already.
         """
         with self._lock:
-            self._db().execute(
+            self._execute(
                 "INSERT OR IGNORE INTO replies"
-                " (key, model, prompt, text, prompt_tokens, completion_tokens, cost_usd, created, run)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " (key, model, prompt, text, prompt_tokens, completion_tokens, cost_usd, created, run, stage)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key,
                     reply.model,
@@ -167,16 +211,69 @@ class ResponseStore:
                     reply.cost_usd,
                     reply.created,
                     reply.run,
+                    reply.stage,
                 ),
+                "store a paid reply",
             )
+            self._execute("DELETE FROM claims WHERE key = ?", (key,), "release a claim")
+
+    def claim(self, key: str, stale_after_s: float = 3600.0) -> bool:
+        """Claim `key` before buying it: True when this store object may buy it now (no live claim by another
+        process or object); False while another live owner has it in flight (wait for its reply: see get).
+        A claim by a process that is gone (killed), or older than stale_after_s (its owner hangs), is taken over."""
+        with self._lock:
+            while True:
+                row = self._execute("SELECT pid, owner, created FROM claims WHERE key = ?", (key,),
+                                    "read a claim").fetchone()
+                if row is not None:
+                    pid, owner, created = row
+                    if owner == self.owner:
+                        return True
+                    if _pid_alive(pid) and time.time() - created < stale_after_s:
+                        return False
+                    self._execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key, owner), "release a claim")
+                cursor = self._execute("INSERT OR IGNORE INTO claims (key, pid, owner, created) VALUES (?, ?, ?, ?)",
+                                       (key, os.getpid(), self.owner, time.time()), "claim a request")
+                if cursor.rowcount == 1:
+                    return True
+
+    def release(self, key: str) -> None:
+        """Drop this object's claim on `key` (its request failed: another may try)."""
+        with self._lock:
+            self._execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key, self.owner), "release a claim")
+
+    def bought_by(self, run: str, stage: str | None = None) -> list[StoredReply]:
+        """Every reply the run (and, if given, its stage) bought, as recorded: the run's accounting."""
+        where, params = ("run = ?", (run,)) if stage is None else ("run = ? AND stage = ?", (run, stage))
+        with self._lock:
+            rows = self._execute(
+                "SELECT text, prompt_tokens, completion_tokens, cost_usd, model, prompt, created, run, stage"
+                f" FROM replies WHERE {where}", params, "read").fetchall()
+        return [StoredReply(*row) for row in rows]
+
+    def _execute(self, sql: str, params: tuple, doing: str) -> sqlite3.Cursor:
+        try:
+            return self._db().execute(sql, params)
+        except sqlite3.Error as e:
+            raise self._error(e, doing) from None
+
+    def _error(self, error: sqlite3.Error, doing: str) -> StoreError:
+        if _is_damage(error):
+            return StoreError(damaged_message(self.path, error))
+        return StoreError(f"response store {self.path}: cannot {doing} ({error}); free space or fix the file's "
+                          "permissions, then run the same command again: every reply already stored is kept")
 
     def __len__(self) -> int:
         with self._lock:
-            return self._db().execute("SELECT COUNT(*) FROM replies").fetchone()[0]
+            return self._execute("SELECT COUNT(*) FROM replies", (), "read").fetchone()[0]
 
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
+                try:  # claims left by a stage that stopped early: others need not wait for them
+                    self._conn.execute("DELETE FROM claims WHERE owner = ?", (self.owner,))
+                except sqlite3.Error:
+                    pass
                 self._conn.close()
                 self._conn = None
 

@@ -27,6 +27,13 @@ from fdd_core.teacher.offline import OfflineTeacher, parse_kind
 from fdd_core.teacher.prompts import KIND_HEADER
 
 MODEL_ID = "fdd-offline"
+# What providers answer on an outage of configuration (as OpenAI words it), for --fail-status
+OUTAGES = {
+    401: ("Incorrect API key provided (injected fault).", "invalid_request_error", "invalid_api_key"),
+    403: ("You are not allowed to use this model (injected fault).", "permission_error", "permission_denied"),
+    404: ("The model `{model}` does not exist or you do not have access to it (injected fault).",
+          "invalid_request_error", "model_not_found"),
+}
 
 
 class FaultPlan(BaseModel):
@@ -39,6 +46,10 @@ class FaultPlan(BaseModel):
     fail_timeout: float = Field(0.0, ge=0, le=1, description="Share that hang slow_s seconds before answering.")
     slow_s: float = Field(30.0, ge=0, description="How long a hanging request waits: beyond the client's timeout.")
     latency_s: float = Field(0.0, ge=0, description="Fixed delay added to every reply (throughput benchmarks).")
+    fail_status: int | None = Field(
+        None, ge=400, le=599, description="Answer every request with this HTTP status, as a provider does on a bad key (401), "
+        "a refused permission (403) or an unknown model (404)."
+    )
     seed: int = Field(0, description="Seed of the per-request fault draws.")
 
     def outcome(self, request_number: int) -> str:
@@ -131,6 +142,11 @@ def create_app(teacher: OfflineTeacher, faults: FaultPlan, log_path: Path | None
         if req.stream:
             log(400, "bad_request", req, started, kind)
             return _error(400, "streaming is not supported by the offline teacher", "invalid_request_error")
+        if faults.fail_status is not None:
+            status = faults.fail_status
+            message, kind, code = OUTAGES.get(status, (f"Injected error {status}.", "server_error", None))
+            log(status, f"fail_{status}", req, started, kind)
+            return _error(status, message.format(model=req.model), kind, code)
         outcome = faults.outcome(next(counter))
         if faults.latency_s:
             await asyncio.sleep(faults.latency_s)

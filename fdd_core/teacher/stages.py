@@ -41,7 +41,7 @@ def generate_solutions(cfg: FDDConfig, problems_path: Path, out_dir: Path, *, ro
         for p in problems
         for sample in range(cfg.teacher.k_solutions)
     ]
-    with _teacher(cfg, spent, run) as client:
+    with _teacher(cfg, spent, run, f"generate_solutions/r{round_index}") as client:
         replies = client.generate(requests)
         usage = _usage(client)
     by_id = {p.id: p for p in problems}
@@ -92,7 +92,7 @@ def generate_variants(
             request_id = f"{kind}-{problem.id}#{sample}"
             parents[request_id] = (problem, split, kind)
             requests.append(TeacherRequest.for_prompt(prompt, problem.question, sample, request_id))
-    with _teacher(cfg, spent, run) as client:
+    with _teacher(cfg, spent, run, f"generate_variants/r{round_index}") as client:
         replies = client.generate(requests)
         candidates = []
         for reply in replies:
@@ -139,20 +139,36 @@ def _vote(cfg: FDDConfig, client: TeacherClient, asks: Sequence[tuple[Candidate,
 
 
 @contextlib.contextmanager
-def _teacher(cfg: FDDConfig, spent: TeacherUsage | None, run: str | None) -> Iterator[TeacherClient]:
-    """One client for the whole stage, its ledger starting at what the run spent before it."""
+def _teacher(cfg: FDDConfig, spent: TeacherUsage | None, run: str | None,
+             stage: str | None = None) -> Iterator[TeacherClient]:
+    """One client for the whole stage, its ledger starting at what the run spent before it. A stage whose
+    requests failed more often than teacher.max_failed_share raises TeacherFailures: it is not kept as done."""
     spent = spent or TeacherUsage()
     with ResponseStore(Path(cfg.teacher.cache_path).expanduser()) as store:
-        yield TeacherClient(cfg.teacher, cfg.budget, store, seed=cfg.run.seed, spent_requests=spent.requests,
-                            spent_usd=spent.cost_usd or 0.0, run=run)
+        client = TeacherClient(cfg.teacher, cfg.budget, store, seed=cfg.run.seed, spent_requests=spent.requests,
+                               spent_usd=spent.cost_usd or 0.0, run=run, stage=stage)
+        yield client
+        client.check_failures(cfg.teacher.max_failed_share)
 
 
 def _usage(client: TeacherClient) -> TeacherUsage:
-    """The stage's usage: replies this run paid for (now or in an interrupted earlier invocation), free ones."""
+    """The stage's usage: replies this run paid for (now or in an interrupted earlier invocation), free ones.
+
+    Within a run, what was paid is read from the response store (every reply it recorded as bought by this stage
+    of this run): the report then adds up to the store, whether the stage ran once, was resumed after a kill, or
+    was redone on other requests after a repair."""
     s = client.stats
-    return TeacherUsage(requests=s.requests + s.bought_earlier, cached=s.cached, failed=s.failures,
-                        skipped_budget=s.skipped, prompt_tokens=s.prompt_tokens,
-                        completion_tokens=s.completion_tokens, cost_usd=s.cost_usd, saved_usd=s.saved_usd)
+    usage = TeacherUsage(requests=s.requests + s.bought_earlier, cached=s.cached, failed=s.failures,
+                         skipped_budget=s.skipped, prompt_tokens=s.prompt_tokens,
+                         completion_tokens=s.completion_tokens, cost_usd=s.cost_usd, saved_usd=s.saved_usd)
+    if client.run is None:
+        return usage
+    bought = client.store.bought_by(client.run, client.stage)
+    costs = [reply.cost_usd for reply in bought]
+    return usage.model_copy(update=dict(
+        requests=len(bought), prompt_tokens=sum(reply.prompt_tokens for reply in bought),
+        completion_tokens=sum(reply.completion_tokens for reply in bought),
+        cost_usd=None if None in costs else sum(costs)))
 
 
 def _candidate(cfg: FDDConfig, reply: TeacherReply, kind: str, parent: Problem, **fields) -> Candidate:

@@ -40,6 +40,7 @@ MATTERS = [
 
 def test_speed_only_settings_are_the_ones_left_out():
     assert set(NOT_IN_OUTPUTS) == {"teacher.concurrency", "teacher.cache_path", "teacher.api_key_env",
+                                   "teacher.max_failed_share",
                                    "sandbox.workers", "inference.batch_size", "inference.vllm_python"}
 
 

@@ -17,6 +17,7 @@ from fdd_core.teacher.client import (
     BUDGET,
     RETRY_AFTER_CAP_S,
     TeacherClient,
+    TeacherOutage,
     TeacherConfigError,
     TeacherRequest,
     _retry_after,
@@ -287,11 +288,13 @@ def test_the_key_never_leaks(tmp_path, monkeypatch, caplog, capsys, offline):
     echo = Scripted(offline, [401], message=f"Incorrect API key provided: {FAKE_KEY}")
     _provide(monkeypatch, "fddtest-echo", echo)
     leaky = _client(tmp_path, api_key_env="FDD_TEST_TEACHER_KEY", model="fddtest-echo/teacher")
-    [failed] = leaky.generate(_requests(1, start=100))
-    assert failed.text is None and "AuthenticationError" in failed.error and "***" in failed.error
+    with pytest.raises(TeacherOutage) as outage:  # a 401 stops the stage, naming the status and the message
+        leaky.generate(_requests(1, start=100))
+    failed = str(outage.value)
+    assert "HTTP 401" in failed and "AuthenticationError" in failed and "***" in failed
     assert echo.calls == 1  # a 401 is not retried
     client.store.close()
-    seen = [repr(client), repr(leaky), str(client.stats), client.stats.summary(), repr(replies), failed.error,
+    seen = [repr(client), repr(leaky), str(client.stats), client.stats.summary(), repr(replies), failed,
             caplog.text, *capsys.readouterr()]
     seen += [p.read_bytes().decode("latin-1") for p in tmp_path.iterdir() if p.is_file()]  # db, -wal, -shm
     assert not [s for s in seen if FAKE_KEY in s]
@@ -321,7 +324,7 @@ def test_a_provider_that_ignores_the_timeout_is_cut_off(tmp_path, monkeypatch, o
     assert client.stats.retries == 1 and time.monotonic() - started < 10
 
 
-@pytest.mark.parametrize("codes, calls", [([500] * 9, 3), ([400], 1), ([404], 1)])
+@pytest.mark.parametrize("codes, calls", [([500] * 9, 3), ([400], 1)])
 def test_failures_become_rows_not_exceptions(tmp_path, monkeypatch, offline, codes, calls):
     bad = Scripted(offline, codes)
     _provide(monkeypatch, "fddtest-bad", bad)
@@ -380,3 +383,15 @@ def test_progress_callback(tmp_path):
         raise RuntimeError("progress bar fell over")
 
     assert all(r.ok for r in client.generate(_requests(2, start=20), on_progress=broken))
+
+
+@pytest.mark.robustness
+@pytest.mark.parametrize("status", [401, 403, 404])
+def test_an_outage_stops_the_batch_at_once_naming_status_and_message(tmp_path, monkeypatch, offline, status):
+    # was: every request failed into a `request_failed` row and the stage completed (cached as done)
+    down = Scripted(offline, [status] * 100, message="the provider's own words")
+    _provide(monkeypatch, "fddtest-down", down)
+    client = _client(tmp_path, model="fddtest-down/teacher", concurrency=2)
+    with pytest.raises(TeacherOutage, match=rf"HTTP {status}: .*the provider's own words"):
+        client.generate(_requests(40))
+    assert down.calls <= 2  # the requests in flight when the first refusal came back, no more
