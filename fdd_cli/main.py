@@ -226,6 +226,11 @@ def run(
     A missing API key is an error before anything starts; --dry-run forecasts the teacher spend instead.
     """
     cfg = _config(config or "demo", set_)
+    from fdd_core.config import pretrained_student_warning
+
+    warning = pretrained_student_warning(cfg)
+    if warning:
+        typer.echo(f"warning: {warning}", err=True)
     from fdd_core.teacher.client import TeacherConfigError, check_budget_is_measurable, check_teacher_key
 
     if dry_run:
