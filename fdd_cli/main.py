@@ -259,8 +259,10 @@ def run(
     store = Path(cfg.teacher.cache_path).expanduser()
     stored_before = _stored_replies(store)
     result = fdd(cfg)
-    typer.echo(text_table(result.rounds))
+    typer.echo(text_table(result.rounds, result.baseline))
     typer.echo(totals_line(result.rounds))
+    if result.stop:
+        typer.echo(f"stopped after round {result.rounds[-1].round}: {result.stop}")
     # The table counts what each round's data cost, stages reused from an earlier invocation included; say what
     # this invocation bought (new replies in the store; another run sharing the store at once adds to it).
     typer.echo(f"this invocation: {_stored_replies(store) - stored_before} new teacher replies bought "

@@ -25,6 +25,7 @@ class RunConfig(_Section):
     min_gain: float | None = Field(
         None, description="Stop early when held-out accuracy gains less than this over the best round (a fraction)."
     )
+    baseline: bool = Field(True, description="Evaluate the base student before round 0: the report's 'base' row.")
 
 
 class DataConfig(_Section):
