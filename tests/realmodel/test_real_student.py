@@ -74,3 +74,47 @@ def test_full_fine_tuning_through_the_train_stage(tmp_path, smollm2, gsm8k_train
     with Sandbox(workers=2, timeout_s=2) as box:
         ran = box.run(programs)
     assert sum(r.ok for r in ran) >= 3, list(zip(programs, [r.error for r in ran]))
+
+
+def test_fdd_run_with_a_gguf_student_and_lora_then_fdd_eval(tmp_path, smollm2_gguf, data_dir):
+    """`fdd run --config pretrained` with the GGUF file as student.model: converted once into the run's base, LoRA
+    through FDD's own stages, the base evaluated first (the report's baseline row); the round's model loads in plain
+    transformers. `fdd eval` on that hub-format folder then leaves it byte-identical (the train stage's manifest
+    still holds) and writes beside the run instead."""
+    from transformers import AutoModelForCausalLM
+
+    from fdd_core.store import verify_manifest
+
+    runs = tmp_path / "runs"
+    sets = [f"run.runs_dir={runs}", "run.name=smol", "run.rounds=0", f"student.model={smollm2_gguf}",
+            f"student.max_length={MAX_LENGTH}", "data.n_seed=8", "data.eval_limit=2", f"data.data_dir={data_dir}",
+            "data.source=local", "teacher.k_solutions=1", f"teacher.cache_path={tmp_path / 'teacher.sqlite'}",
+            "training.max_steps=2", "training.batch_size=4", "training.device=cpu", "inference.max_new_tokens=24",
+            "inference.batch_size=2", "sandbox.workers=2"]
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
+    r = subprocess.run([FDD, "run", "--config", "pretrained", *[a for s in sets for a in ("--set", s)]],
+                       capture_output=True, text=True, env=env, timeout=1800)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "warning: student.model=" not in r.stderr  # the profile's settings suit a pretrained student
+    run_dir = runs / "smol"
+    assert json.loads((run_dir / "base" / "fdd_gguf.json").read_text())["gguf"] == smollm2_gguf.name
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["baseline"]["model"] == str(run_dir / "base") and set(report["baseline"]["accuracy"]) == {"gsm8k"}
+    assert [row["round"] for row in report["rounds"]] == [0]
+    student = run_dir / "rounds" / "r0" / "student"
+    config = json.loads((student / "training_config.json").read_text())
+    assert config["counts"]["steps"] == 2 and config["fdd_config"]["training"]["method"] == "lora"
+    assert (student / "adapter" / "adapter_config.json").is_file()
+    AutoModelForCausalLM.from_pretrained(student / "model")  # LoRA merged: plain transformers weights
+    rows = [json.loads(line) for line in (run_dir / "rounds" / "r0" / "eval" / "eval-gsm8k.jsonl").read_text().splitlines()]
+    assert len(rows) == 2
+
+    before = tree(student / "model")
+    r = subprocess.run([FDD, "eval", "--student", str(student / "model"), "--benchmark", "gsm8k", "--limit", "1",
+                        "--set", f"run.runs_dir={runs}", "--set", f"data.data_dir={data_dir}",
+                        "--set", "data.source=local", "--set", "inference.max_new_tokens=16"],
+                       capture_output=True, text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert tree(student / "model") == before and verify_manifest(student) is not None
+    assert json.loads((runs / "eval" / "smol-r0" / "eval.json").read_text())["benchmarks"]["gsm8k"]["rows"] == 1
