@@ -88,7 +88,8 @@ def fdd(cfg: FDDConfig = FDDConfig()) -> RunResult:
                  str(r0 / "training_set")).outputs["train"]
     base = base_checkpoint_task(cfg, str(run_dir), train)
     baseline = None
-    if cfg.run.baseline:  # the base student before any training: the report's "base" row, cached like any stage
+    pretrained = cfg.student.model != "from_config"
+    if cfg.run.baseline or (cfg.run.baseline is None and pretrained):  # the report's "base" row, cached like a stage
         before = _run(evaluate_task, run_dir / "baseline", cfg, str(base), benchmarks, str(run_dir / "baseline"))
         baseline = BaselineRow(model=str(base), accuracy=before.counts.accuracy, seconds=before.seconds)
     rows: list[RoundRow] = []

@@ -21,7 +21,7 @@ def test_gsm8k_run_reports_its_baseline_and_stops_when_the_teacher_writes_nothin
         "data.n_seed=12", "data.benchmarks=[gsm8k]", "data.eval_limit=4", f"data.data_dir={data_dir}",
         "data.source=local", "teacher.k_solutions=2", "teacher.model=openai/fdd-offline", f"teacher.api_base={api_base}",
         f"teacher.cache_path={tmp_path / 'teacher.sqlite'}", "training.max_steps=4", "training.batch_size=8",
-        "inference.max_new_tokens=24", "sandbox.workers=2",
+        "inference.max_new_tokens=24", "sandbox.workers=2", "run.baseline=true",  # a tiny student's base: asked for
     ]
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", "OMP_NUM_THREADS": "1"}
