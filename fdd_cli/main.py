@@ -14,6 +14,7 @@ from fdd_cli.deployment import deployment_app
 from fdd_cli.errors import fail as _fail, user_errors
 from fdd_cli.options import ConfigOpt, SetOpt, load as _config
 from fdd_cli.store import store_app
+from fdd_cli.student import student_app
 from fdd_cli.teacher import teacher_app
 from fdd_core.interrupts import exit_on_signal, redeliver_swallowed_interrupts
 
@@ -100,7 +101,9 @@ def benchmarks(
 @app.command("eval")
 @user_errors
 def eval_student(
-    student: Annotated[Path, typer.Option(help="Student folder: a saved model, or a LoRA adapter over its base.")],
+    student: Annotated[
+        str, typer.Option(help="Student: a model folder, a LoRA adapter folder, a GGUF file, or a Hub id "
+                               "(e.g. HuggingFaceTB/SmolLM2-135M-Instruct).")],
     benchmark: Annotated[
         Optional[list[str]],
         typer.Option(help="Benchmark name (gsm8k, svamp, ..., synthetic-test) or Problem JSONL file; repeatable "
@@ -110,7 +113,8 @@ def eval_student(
         Optional[int], typer.Option(help="Only the first N problems of each benchmark (default: data.eval_limit).")
     ] = None,
     out: Annotated[
-        Optional[Path], typer.Option(help="Folder for eval.json and eval-<benchmark>.jsonl (default: STUDENT/eval).")
+        Optional[Path], typer.Option(help="Folder for eval.json and eval-<benchmark>.jsonl (default: "
+                                          "<run.runs_dir>/eval/<student's name>; never inside the model folder).")
     ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -118,22 +122,31 @@ def eval_student(
     """Evaluate a student: its program for each problem runs in the sandbox and is scored against the gold answer.
 
     Prints rows and accuracy per benchmark; writes per-row outputs (program, predicted, gold, error kind) and
-    eval.json (accuracy per benchmark, and per step count on synthetic sets).
+    eval.json (accuracy per benchmark, and per step count on synthetic sets). The model folder is only read.
     """
     from fdd_core.benchmarks import BenchmarkError
     from fdd_core.evaluate import evaluate_student, resolve_benchmarks
+    from fdd_core.student.gguf import GGUFError
     from fdd_core.student.infer import StudentNotFound, inspect_student
 
     cfg = _config(config, set_)
     if limit is not None and limit < 1:
         _fail(f"--limit: expected a positive number, got {limit}")
     try:
-        inspect_student(student)  # before any benchmark loads: a typo in the path fails at once
+        info = inspect_student(student)  # before any benchmark loads: a typo in the path fails at once
         sets = resolve_benchmarks(cfg, benchmark or cfg.data.benchmarks)
-    except (StudentNotFound, BenchmarkError) as e:
+    except (StudentNotFound, BenchmarkError, GGUFError) as e:
         _fail(str(e))
-    out = out or student / "eval"
-    result = evaluate_student(cfg, student, sets, out, limit=limit)
+    out = (out or _default_eval_dir(Path(cfg.run.runs_dir), student)).expanduser()
+    for folder in {info.path, Path(info.base)}:
+        if folder.is_dir() and _inside(out, folder):
+            _fail(f"--out {out} is inside the model folder {folder}: evaluation never writes into a model (a run's "
+                  f"train stage hashes that folder); choose a folder outside it")
+    cap = limit if limit is not None else cfg.data.eval_limit
+    problems = sum(len(ps[:cap] if cap else ps) for ps in sets.values())
+    typer.echo(f"evaluating {info.path} on {problems} problems ({', '.join(sets)}); progress below", err=True)
+    with _progress_to_stderr():
+        result = evaluate_student(cfg, info.path, sets, out, limit=limit)
     width = max(len("benchmark"), *(len(name) for name in sets))
     typer.echo(f"{'benchmark':<{width}}  {'rows':>6}  {'accuracy':>8}")
     for name, accuracy in result.counts.accuracy.items():
@@ -141,9 +154,53 @@ def eval_student(
     typer.echo(f"per-row outputs and eval.json: {out}")
 
 
+GENERIC_PARTS = ("model", "adapter", "student", "snapshots")
+
+
+def _default_eval_dir(runs_dir: Path, student: str) -> Path:
+    """<runs_dir>/eval/<name>: a Hub id as owner--name; a run's round student as <run>-<round> (runs/demo/rounds/r2/
+    student/model -> demo-r2); another folder or file by its name."""
+    path = Path(student).expanduser()
+    if not path.exists():  # a Hub id
+        return runs_dir / "eval" / student.replace("/", "--")
+    parts = [p for p in path.resolve().parts if p not in ("/", "")]
+    while len(parts) > 1 and parts[-1] in GENERIC_PARTS:
+        parts.pop()
+    name = parts[-1] if parts else "student"
+    if len(parts) >= 3 and parts[-2] == "rounds":
+        name = f"{parts[-3]}-{parts[-1]}"
+    return runs_dir / "eval" / Path(name).stem
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
+
+
+class _progress_to_stderr:
+    """fdd_core's INFO logs (generation progress per batch, sandbox and vLLM timings) on stderr while inside."""
+
+    def __enter__(self):
+        import logging
+
+        self.logger = logging.getLogger("fdd_core")
+        self.handler = logging.StreamHandler()
+        self.handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        self.level = self.logger.level
+        self.logger.addHandler(self.handler)
+        self.logger.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc):
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self.level)
+        return False
+
+
 app.add_typer(teacher_app, name="teacher")
 app.add_typer(deployment_app, name="deployment")
 app.add_typer(store_app, name="store")
+app.add_typer(student_app, name="student")
 
 
 def _stored_replies(path: Path) -> int:
@@ -175,6 +232,11 @@ def run(
     A missing API key is an error before anything starts; --dry-run forecasts the teacher spend instead.
     """
     cfg = _config(config or "demo", set_)
+    from fdd_core.config import pretrained_student_warning
+
+    warning = pretrained_student_warning(cfg)
+    if warning:
+        typer.echo(f"warning: {warning}", err=True)
     from fdd_core.teacher.client import TeacherConfigError, check_budget_is_measurable, check_teacher_key
 
     if dry_run:
@@ -216,8 +278,10 @@ def _run_flow(cfg) -> None:
     store = Path(cfg.teacher.cache_path).expanduser()
     stored_before = _stored_replies(store)
     result = fdd(cfg)
-    typer.echo(text_table(result.rounds))
+    typer.echo(text_table(result.rounds, result.baseline))
     typer.echo(totals_line(result.rounds))
+    if result.stop:
+        typer.echo(f"stopped after round {result.rounds[-1].round}: {result.stop}")
     # The table counts what each round's data cost, stages reused from an earlier invocation included; say what
     # this invocation bought (new replies in the store; another run sharing the store at once adds to it).
     typer.echo(f"this invocation: {_stored_replies(store) - stored_before} new teacher replies bought "

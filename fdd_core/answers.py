@@ -26,39 +26,94 @@ Normalized = Union[float, str, tuple["Normalized", ...]]
 _CURRENCY = "$€£¥₹"
 _MINUS = "\u2212\ufe63\uff0d"  # unicode minus signs that models and PDFs emit instead of "-"
 _MINUS_TABLE = str.maketrans({c: "-" for c in _MINUS} | {"\u00a0": " ", "\u202f": " ", "\u2009": " "})
-# A number as it appears in running text: optional sign and currency, thousands commas (only in groups of
-# three, so "1,2345" is not one number), decimals, exponent, a fraction bar and a percent sign. It may not
-# start inside a word or right after a decimal point.
+# Thousands in groups of three after a first group that is not 0 ("0,111" is never 111); a decimal comma
+# after 0 ("0,111" is 0.111, as Math-Verify reads it) or before one or two digits ("2,74", "1000,99"). Anything
+# else with a comma ("1,2345") is not one number.
+_THOUSANDS = r"[1-9]\d{0,2}(?:,\d{3})+"
+_DECIMAL_COMMA = r"0,\d+|\d+,\d{1,2}"
+# A number as it appears in running text: optional sign and currency, thousands commas, decimals, exponent, a
+# fraction bar and a percent sign. It may not start inside a word, right after a decimal point, or right after
+# "digit," (the tail of a comma group that was not a number).
 _NUMBER = (
-    rf"(?<![\w.])[-+{_MINUS}]?(?:[{_CURRENCY}]\s?)?"
-    r"(?:(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?(?:/\d+)?%?"
+    rf"(?<![\w.])(?<!\d,)[-+{_MINUS}]?(?:[{_CURRENCY}]\s?)?"
+    rf"(?:(?:{_THOUSANDS}(?!\d)|(?:{_DECIMAL_COMMA})(?![\d,])|\d+)(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?(?:/\d+)?%?"
 )
 _NUMBER_RE = re.compile(_NUMBER)
 _STRICT_RES = (
     re.compile(rf"####\s*({_NUMBER})"),
     re.compile(rf"\bthe\s+(?:final\s+)?answer\s+is\s*:?\s*(?:\*\*\s*)?({_NUMBER})", re.IGNORECASE),
 )
-_PLAIN_RE = re.compile(r"(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
+_BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_PLAIN_RE = re.compile(
+    rf"(?:(?:{_THOUSANDS}|\d+)(?:\.\d*)?|\.\d+|{_DECIMAL_COMMA})(?:[eE][-+]?\d+)?")
+_THOUSANDS_FORM_RE = re.compile(rf"(?:{_THOUSANDS}|\d+)(?:\.\d*)?(?:[eE][-+]?\d+)?")
 _SIGNED_RE = re.compile(rf"([-+]?)\s*[{_CURRENCY}]?\s*([-+]?)\s*(.+?)\s*%?")
 _UNIT_RE = re.compile(r"\s*\([^()]*[^\W\d_][^()]*\)")  # "(apples)", "(sq. ft)": brackets holding a letter
+# LaTeX as models write numbers in it (MATH-style answers), rewritten to plain text, in this order:
+_LATEX = (
+    (re.compile(r"\{,\}"), ","),  # 14{,}916
+    (re.compile(r",\\!\s*"), ","),  # 32,\! 349
+    (re.compile(r"\\!"), ""),  # other negative thin spaces
+    (re.compile(r"\\([$%])"), r"\1"),  # \$10, 10\%
+    (re.compile(r"\\(?:text|textbf|textrm|mathrm|mbox)\s*\{([^{}]*)\}"), r" \1 "),  # 10 \text{ dollars}
+    (re.compile(r"\\(?:left|right)\b"), ""),  # \left( ... \right)
+    (re.compile(r"\\[dtc]?frac\s*\{\s*([-+]?[\d.,]+)\s*\}\s*\{\s*([\d.,]+)\s*\}"), r"\1/\2"),  # \frac{10}{9}
+    (re.compile(r"\\[dtc]?frac\s*(\d)(\d)"), r"\1/\2"),  # \frac13
+    (re.compile(r"(?<=\d)\\[,;: ](?=\d{3}(?!\d))"), ""),  # 1\,000: LaTeX thin space between thousands
+    # thin, narrow no-break and no-break spaces as thousands separators (SI style): 1\u202f000\u202f000
+    (re.compile(r"(?<=\d)[\u00a0\u202f\u2009](?=\d{3}(?!\d))"), ""),
+)
+
+
+def _delatex(text: str) -> str:
+    """Numbers written in LaTeX or with space separators, as plain text: 14{,}916 -> 14,916, \\frac{10}{9} -> 10/9,
+    \\$10 -> $10, 10\\% -> 10%, 1\u202f000 -> 1000. Text without them is returned unchanged."""
+    if "\\" not in text and "{,}" not in text and not any(c in text for c in "\u00a0\u202f\u2009"):
+        return text
+    for pattern, replacement in _LATEX:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 # ---------------------------------------------------------------------------------------------- extraction
 def extract_strict(text: str | None) -> str | None:
-    """The number after the last `#### ` or `The answer is` (case-insensitive), as written; None if absent."""
+    """The answer after the last strict marker: `#### N`, `The answer is N` (case-insensitive) or `\\boxed{...}`;
+    None if there is none. LaTeX numbers come back as plain text (`\\boxed{14{,}916}` -> "14,916")."""
     if not text:
         return None
-    matches = [m for pattern in _STRICT_RES for m in pattern.finditer(text)]
-    if not matches:
+    text = _delatex(text)
+    found = [(m.start(1), m.group(1).strip()) for pattern in _STRICT_RES for m in pattern.finditer(text)]
+    found += _boxed(text)
+    if not found:
         return None
-    return max(matches, key=lambda m: m.start(1)).group(1).strip()
+    return max(found, key=lambda f: f[0])[1]
+
+
+def _boxed(text: str) -> list[tuple[int, str]]:
+    """(position, answer) of each closed \\boxed{...}: the box's number (its last one, when units or words come
+    with it), else its text."""
+    found = []
+    for m in _BOXED_RE.finditer(text):
+        depth, end = 1, m.end()
+        while end < len(text) and depth:
+            depth += {"{": 1, "}": -1}.get(text[end], 0)
+            end += 1
+        if depth:
+            continue  # never closed: the reply was cut off inside the box
+        content = " ".join(text[m.end():end - 1].split())
+        if parse_number(content) is None:
+            numbers = _NUMBER_RE.findall(content)
+            content = numbers[-1].strip() if numbers else content.strip("{} ")
+        if content:
+            found.append((m.start(), content))
+    return found
 
 
 def extract_flexible(text: str | None) -> str | None:
-    """The last number anywhere in the text, as written; None if there is none."""
+    """The last number anywhere in the text, as written (LaTeX numbers as plain text); None if there is none."""
     if not text:
         return None
-    found = _NUMBER_RE.findall(text)
+    found = _NUMBER_RE.findall(_delatex(text))
     return found[-1].strip() if found else None
 
 
@@ -81,7 +136,7 @@ def extract_answer(text: str | None, mode: ExtractMode = "strict") -> str | None
 # ----------------------------------------------------------------------------------------- normalisation
 def parse_number(text: str) -> float | None:
     """A whole string read as one number ("$1,000.50", "3/4", "-(1/3)", "50%", "1e3", "72."), else None."""
-    s = text.strip().translate(_MINUS_TABLE)
+    s = _delatex(text.strip()).translate(_MINUS_TABLE)
     if s.endswith(".") and len(s) > 1:
         s = s[:-1]
     m = _SIGNED_RE.fullmatch(s)
@@ -105,11 +160,14 @@ def parse_number(text: str) -> float | None:
 def _plain(s: str) -> float | None:
     s = s.strip()
     # The regex, not float(), decides what a number is: float() would also take "nan", "inf" and "1_000".
-    return float(s.replace(",", "")) if _PLAIN_RE.fullmatch(s) else None
+    if not _PLAIN_RE.fullmatch(s):
+        return None
+    # a comma that is no thousands separator is a decimal comma ("0,111", "2,74")
+    return float(s.replace(",", "") if _THOUSANDS_FORM_RE.fullmatch(s) else s.replace(",", "."))
 
 
 def _clean_text(text: str) -> str:
-    text = _UNIT_RE.sub("", text.translate(_MINUS_TABLE))
+    text = _UNIT_RE.sub("", _delatex(text).translate(_MINUS_TABLE))
     return " ".join(text.split()).rstrip(". ")
 
 

@@ -30,6 +30,11 @@ class RunConfig(_Section):
     min_gain: float | None = Field(
         None, description="Stop early when held-out accuracy gains less than this over the best round (a fraction)."
     )
+    baseline: bool | None = Field(
+        None, description="Evaluate the base student before round 0 (the report's 'base' row). Unset: only for a "
+        "pretrained student; a from_config base is random weights (0% by construction; writing 256 tokens of noise "
+        "per problem took ~10 minutes on the demo's 400 problems).",
+    )
 
 
 class DataConfig(_Section):
@@ -187,3 +192,28 @@ class FDDConfig(_Section):
     curation: CurationConfig = Field(default_factory=CurationConfig, description="Filters on generated data.")
     budget: BudgetConfig = Field(default_factory=BudgetConfig, description="Caps on teacher spending.")
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig, description="Limits of untrusted program runs.")
+
+
+# The tiny from_config student's training settings (TrainingConfig's defaults and the demo profile's step count):
+# right for 0.5M random weights, ruinous for a pretrained model (lr 1e-3 wipes out what it knows; 800 steps of 32 is
+# hours on a CPU). configs/pretrained.yaml holds settings for pretrained students, chosen from peers' defaults.
+TINY_LEARNING_RATE = 5e-4  # at or above: a rate for random weights, not for fine-tuning
+TINY_STEPS, TINY_BATCH = 800, 32
+
+
+def pretrained_student_warning(cfg: FDDConfig) -> str | None:
+    """One line when a pretrained student (student.model is not from_config) meets the tiny student's training
+    settings, naming them and what to use instead; None when the settings suit it."""
+    if cfg.student.model == "from_config":
+        return None
+    tc = cfg.training
+    found = []
+    if tc.learning_rate >= TINY_LEARNING_RATE:
+        found.append(f"training.learning_rate={tc.learning_rate:g}")
+    if tc.max_steps == TINY_STEPS and tc.batch_size == TINY_BATCH:
+        found.append(f"training.max_steps={tc.max_steps} at training.batch_size={tc.batch_size}")
+    if not found:
+        return None
+    return (f"student.model={cfg.student.model} is a pretrained model, but {' and '.join(found)} are the tiny "
+            "from_config student's settings; use --config pretrained (LoRA at lr 2e-4, 3 epochs, batch 16) or set "
+            "training.learning_rate (2e-5 full, 2e-4 LoRA) and training.epochs/max_steps")

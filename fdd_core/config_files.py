@@ -69,9 +69,20 @@ def _resolve(data: dict[str, Any], origin: dict[str, str], overrides: Sequence[s
         _set_dotted(data, key, value, f"--set {override}")
         origin[key] = f"--set {override}"
     try:
-        return FDDConfig.model_validate(data)
+        cfg = FDDConfig.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_describe(e, origin)) from None
+    _check_together(cfg, origin)
+    return cfg
+
+
+def _check_together(cfg: FDDConfig, origin: dict[str, str]) -> None:
+    """Settings each valid alone that cannot work together, named before anything starts."""
+    if "synthetic-test" in cfg.data.benchmarks and cfg.data.seed_set != "synthetic":
+        where = origin.get("data.seed_set") or origin.get("data.benchmarks") or "config"
+        raise ConfigError(f"{where}: data.seed_set={cfg.data.seed_set} cannot go with synthetic-test in "
+                          f"data.benchmarks (the held-out synthetic set exists only with data.seed_set: synthetic); "
+                          f"set the benchmarks too, e.g. --set 'data.benchmarks=[gsm8k]'")
 
 
 def config_to_yaml(cfg: FDDConfig) -> str:

@@ -55,6 +55,30 @@ class CurationCounts(_Record):
     accepted: int = Field(description="Rows that passed every filter.")
     dropped: dict[str, int] = Field(description="Rows dropped per reason (every reason, zeros included).")
 
+    def nothing_usable(self) -> str | None:
+        """Why a stage that accepted no row ends the run (retraining on an unchanged set would repeat the round),
+        e.g. 'the teacher wrote nothing usable: 30 of 30 dropped as parse_error'; None when a row was accepted."""
+        if self.accepted:
+            return None
+        if not self.candidates:
+            return "the teacher wrote nothing usable: no candidate to curate"
+        reasons = ", ".join(f"{reason} ({n})" if len(self.dropped) > 1 and n != self.candidates else reason
+                            for reason, n in sorted(self.dropped.items(), key=lambda kv: -kv[1]) if n)
+        return f"the teacher wrote nothing usable: {self.candidates} of {self.candidates} dropped as {reasons}"
+
+
+class BaselineRow(_Record):
+    """The base student evaluated before round 0: the report's 'base' row, what every round is measured against."""
+
+    model: str = Field(description="The base checkpoint evaluated (a folder or a Hub id).")
+    accuracy: dict[str, float] = Field(description="Accuracy per benchmark.")
+    seconds: float
+
+    @field_validator("seconds")
+    @classmethod
+    def _tenths(cls, seconds: float) -> float:
+        return round(float(seconds), 1)
+
 
 class TrainingSetCounts(_Record):
     examples: int = Field(description="Rows of the distillation set.")
@@ -219,3 +243,5 @@ class RunResult(_Record):
     report: str = Field(description="Path of report.json.")
     rounds: list[RoundRow]
     totals: RunTotals
+    baseline: BaselineRow | None = Field(None, description="The base student before round 0 (None: not evaluated).")
+    stop: str | None = Field(None, description="Why the run ended after its last round.")

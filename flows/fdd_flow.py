@@ -14,7 +14,7 @@ from fdd_core.config import FDDConfig
 from fdd_core.interrupts import redeliver_swallowed_interrupts
 from fdd_core.config_files import ConfigError, config_to_yaml
 from fdd_core.report import table, write_report
-from fdd_core.results import RoundRow, RoundSummary, RunResult, RunTotals, TeacherUsage
+from fdd_core.results import BaselineRow, RoundRow, RoundSummary, RunResult, RunTotals, TeacherUsage
 from fdd_core.run_data import check_run_values
 from fdd_core.store import atomic_write_text
 from tasks.caching import needs_refresh
@@ -60,12 +60,14 @@ def fdd_round(cfg: FDDConfig, round_index: int, run_dir: str, train: str, benchm
         tests = list(benchmarks.values())
         gen = _run(generate_variants_task, rdir / "variants", cfg, fb.outputs["attempts"], str(rdir / "variants"),
                    round_index + 1, train, tests, spent, run_dir)
-        nxt = _run(grow_training_set_task, rdir.parent / f"r{round_index + 1}" / "training_set", train,
-                   [gen.outputs["accepted"]], str(rdir.parent / f"r{round_index + 1}" / "training_set"))
+        empty = gen.counts.nothing_usable()  # no new row: the next round would retrain on the same set
+        nxt = None if empty else _run(grow_training_set_task, rdir.parent / f"r{round_index + 1}" / "training_set",
+                                      train, [gen.outputs["accepted"]],
+                                      str(rdir.parent / f"r{round_index + 1}" / "training_set"))
         summary = summary.model_copy(update=dict(
-            next_train=nxt.outputs["train"], easy=fb.counts.easy, hard=fb.counts.hard,
+            next_train=nxt.outputs["train"] if nxt else None, easy=fb.counts.easy, hard=fb.counts.hard,
             candidates=gen.counts.candidates, accepted=gen.counts.accepted, teacher=gen.teacher,
-            stop="the teacher budget ran out" if gen.teacher.skipped_budget else None,
+            stop="the teacher budget ran out" if gen.teacher.skipped_budget else empty,
             seconds=summary.seconds + fb.seconds + gen.seconds))
     return summary
 
@@ -92,6 +94,11 @@ def fdd(cfg: FDDConfig = FDDConfig()) -> RunResult:
     train = _run(grow_training_set_task, r0 / "training_set", None, [init.outputs["accepted"]],
                  str(r0 / "training_set")).outputs["train"]
     base = base_checkpoint_task(cfg, str(run_dir), train)
+    baseline = None
+    pretrained = cfg.student.model != "from_config"
+    if cfg.run.baseline or (cfg.run.baseline is None and pretrained):  # the report's "base" row, cached like a stage
+        before = _run(evaluate_task, run_dir / "baseline", cfg, str(base), benchmarks, str(run_dir / "baseline"))
+        baseline = BaselineRow(model=str(base), accuracy=before.counts.accuracy, seconds=before.seconds)
     rows: list[RoundRow] = []
     previous_model, best = None, None
     primary = cfg.data.benchmarks[0]
@@ -111,6 +118,7 @@ def fdd(cfg: FDDConfig = FDDConfig()) -> RunResult:
             print(f"stopping after round {r}: {summary.stop}")
             break
         train, previous_model = summary.next_train, summary.model
-    paths = write_report(run_dir, rows, cfg.model_dump(mode="json"))
+    paths = write_report(run_dir, rows, cfg.model_dump(mode="json"), baseline)
     create_markdown_artifact(Path(paths["markdown"]).read_text(), key="fdd-report", description="FDD run report")
-    return RunResult(run_dir=str(run_dir), report=paths["json"], rounds=rows, totals=RunTotals.of(rows))
+    return RunResult(run_dir=str(run_dir), report=paths["json"], rounds=rows, totals=RunTotals.of(rows),
+                     baseline=baseline, stop=summary.stop)

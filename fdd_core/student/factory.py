@@ -193,6 +193,11 @@ def save_dir_atomically(out_dir: Path, write) -> Path:
     return out_dir
 
 
+def is_gguf_name(path_or_id: str | Path) -> bool:
+    """Whether a student reference names a GGUF file (llama.cpp's format), which is converted before use."""
+    return str(path_or_id).lower().endswith(".gguf")
+
+
 def load_tokenizer(path_or_id: str | Path) -> Any:
     """The checkpoint's tokenizer with a pad token (EOS when it has none: labels mask padding anyway)."""
     from transformers import AutoTokenizer
@@ -260,15 +265,23 @@ def _load(folder: Path, path_or_id: str | Path, architecture: str, dtype: Any) -
 
 
 def base_checkpoint(cfg: FDDConfig, run_dir: Path, train_texts: Iterable[str], **build_kwargs: Any) -> Path | str:
-    """The checkpoint every round restarts from: cfg.student.model as given (a hub id stays a str), or for
-    from_config a tiny model built once into run_dir/"base" and reused by later rounds and resumed runs.
+    """The checkpoint every round restarts from: cfg.student.model as given (a hub id stays a str), a GGUF file
+    converted once into run_dir/"base", or for from_config a tiny model built once into run_dir/"base" and reused
+    by later rounds and resumed runs.
 
     A base built from a different student config is refused rather than silently reused or replaced.
     """
-    if cfg.student.model != "from_config":
-        return cfg.student.model
     base = Path(run_dir) / "base"
     marker = base / BASE_MARKER
+    if is_gguf_name(cfg.student.model):  # converted once into the run's base folder (kept while the file is the same)
+        from .gguf import convert_gguf
+
+        if marker.exists():
+            raise ValueError(f"{base} holds a tiny model built from config, not {cfg.student.model}; "
+                             "delete it or use a new run name")
+        return convert_gguf(cfg.student.model, base)
+    if cfg.student.model != "from_config":
+        return cfg.student.model
     if marker.exists():
         built = json.loads(marker.read_text())
         if built.get("student") != cfg.student.model_dump(mode="json") or built.get("seed") != cfg.run.seed:

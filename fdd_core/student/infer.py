@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -44,11 +45,40 @@ class StudentInfo:
     seq2seq: bool
 
 
+# A Hub id: "name" or "owner/name" (letters, digits, '-', '_', '.'), as huggingface_hub validates repo ids
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(?:/[A-Za-z0-9][\w.-]{0,95})?")
+
+
+def locate_student(ref: str | Path) -> Path:
+    """The local folder of a student: a folder as given; a GGUF file converted once into the model cache; a Hub id
+    resolved to its snapshot in the Hugging Face cache (downloaded when online; HF_HUB_OFFLINE=1: cache only)."""
+    from fdd_core.student.factory import is_gguf_name
+
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        return path
+    if is_gguf_name(ref) and path.is_file():
+        from fdd_core.student.gguf import convert_gguf
+        from fdd_core.student.pretrained import model_cache
+
+        return convert_gguf(path, model_cache() / "converted" / path.stem)
+    text = str(ref)
+    if path.exists() or not _HUB_ID.fullmatch(text) or text.endswith((".json", ".gguf", ".safetensors")):
+        raise StudentNotFound(f"student not found: {text} is not a folder, a GGUF file or a Hub id")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(text))
+    except Exception as e:  # offline and not cached, no such repo, gated: all mean "not here"
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise StudentNotFound(f"student not found: {text} is not a folder, and as a Hub id it could not be had "
+                              f"({type(e).__name__}: {reason[:200]})") from None
+
+
 def inspect_student(model_path: str | Path) -> StudentInfo:
-    """Read a student folder: a full checkpoint, or a PEFT adapter over a base model."""
-    path = Path(model_path).expanduser()
-    if not path.is_dir():
-        raise StudentNotFound(f"student not found: {path} is not a folder")
+    """Read a student: a full checkpoint or a PEFT adapter over a base model, in a folder (locate_student: a
+    GGUF file or a Hub id is first made a folder)."""
+    path = locate_student(model_path)
     adapter_file = path / "adapter_config.json"
     if adapter_file.is_file():
         adapter = json.loads(adapter_file.read_text(encoding="utf-8"))

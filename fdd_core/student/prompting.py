@@ -46,10 +46,56 @@ def adds_eos(tokenizer: Any) -> bool:
     return bool(ids) and ids[-1] == eos
 
 
+def as_prompted(program: str) -> str:
+    """The program in the form INSTRUCTION asks for: the answer stored in `ans`.
+
+    Teachers also write PAL's form, `def solution(): ... return x` (the sandbox accepts both). A student trained on
+    both learns two conventions for one prompt, so every training target is written the one way: a solution()
+    with a single final return (and no nested function) is unwrapped into straight-line code ending `ans = x`;
+    any other solution() gets `ans = solution()` appended. Either way the program computes the same answer.
+    A program that already sets `ans`, or does neither, is returned unchanged."""
+    import ast
+    import textwrap
+
+    try:
+        tree = ast.parse(program)
+    except SyntaxError:
+        return program
+    top = tree.body
+    if any(isinstance(n, (ast.Assign, ast.AugAssign, ast.AnnAssign)) and "ans" in _names(n) for n in top):
+        return program
+    funcs = [n for n in top if isinstance(n, ast.FunctionDef) and n.name == "solution"]
+    if len(funcs) != 1:
+        return program
+    func = funcs[0]
+    returns = [n for n in ast.walk(func) if isinstance(n, ast.Return)]
+    nested = [n for n in ast.walk(func) if n is not func and isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef,
+                                                                            ast.Lambda, ast.Global, ast.Nonlocal,
+                                                                            ast.Yield, ast.YieldFrom))]
+    last = func.body[-1]
+    simple = (len(top) == 1 and not func.args.args and not func.decorator_list and not nested and len(returns) == 1
+              and returns[0] is last and last.value is not None)
+    if not simple:
+        return program.rstrip("\n") + "\nans = solution()"
+    lines = program.split("\n")
+    body = textwrap.dedent("\n".join(lines[func.body[0].lineno - 1:func.end_lineno])).split("\n")
+    offset = last.lineno - func.body[0].lineno
+    body[offset] = body[offset].replace("return", "ans =", 1)
+    return "\n".join(body).strip("\n")
+
+
+def _names(node: Any) -> set[str]:
+    import ast
+
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+    return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+
+
 def build_target(tokenizer: Any, program: str, *, seq2seq: bool | None = None) -> str:
-    """The program followed by what ends it: EOS text for causal models; nothing for seq2seq (or any
-    tokenizer that appends EOS itself: seq2seq=None detects that), since the tokenizer adds </s>."""
-    program = program.strip("\n")
+    """The program (as_prompted: the answer in `ans`, as the prompt asks) followed by what ends it: EOS text for
+    causal models; nothing for seq2seq (or any tokenizer that appends EOS itself: seq2seq=None detects that),
+    since the tokenizer adds </s>."""
+    program = as_prompted(program.strip("\n"))
     if seq2seq is None:
         seq2seq = adds_eos(tokenizer)
     if seq2seq or not getattr(tokenizer, "eos_token", None):

@@ -164,3 +164,56 @@ def test_fdd_eval_user_mistakes_are_one_error_line(student, args, message):
     r = fdd("eval", *(args if args[0] == "--student" else ["--student", str(student), *args]))
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [r.stderr.strip()] and r.stderr.startswith(message), r.stderr
+
+
+def tree(folder: Path) -> dict[str, str]:
+    """Every file under folder (hidden ones included) -> sha256 of its bytes: equal trees are byte-identical."""
+    import hashlib
+
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_fdd_eval_never_writes_inside_the_model_folder(tmp_path, student, test_set):
+    """Issue 17: with no --out, `fdd eval` wrote eval/ inside the model folder, which a run's train stage hashes."""
+    path = write_jsonl(tmp_path / "test.jsonl", test_set)
+    model = tmp_path / "runs" / "demo" / "rounds" / "r2" / "student" / "model"
+    shutil.copytree(student, model)
+    before = tree(model)
+    sets = [arg for s in [*FAST, f"run.runs_dir={tmp_path / 'runs'}"] for arg in ("--set", s)]
+    r = fdd("eval", "--student", str(model), "--benchmark", str(path), "--limit", "3", *sets)
+    assert r.returncode == 0, r.stderr
+    assert tree(model) == before
+    out = tmp_path / "runs" / "eval" / "demo-r2"  # <runs_dir>/eval/<run>-<round>
+    assert r.stdout.strip().endswith(f"per-row outputs and eval.json: {out}")
+    assert json.loads((out / "eval.json").read_text())["accuracy"].keys() == {"test"}
+    # progress reaches the terminal (it went to an unconfigured logger before)
+    assert "evaluating" in r.stderr and "evaluate: 3/3 problems generated" in r.stderr, r.stderr
+    # an --out inside the model folder is refused in one line, before anything is written
+    r = fdd("eval", "--student", str(model), "--benchmark", str(path), "--out", str(model / "eval"), *sets)
+    assert r.returncode == 2 and r.stderr.startswith(f"error: --out {model / 'eval'} is inside the model folder")
+    assert len(r.stderr.strip().splitlines()) == 1 and tree(model) == before
+
+
+def test_fdd_eval_takes_a_hub_id(tmp_path, student, test_set):
+    """A Hub id resolves to its snapshot in the Hugging Face cache (offline here: a cache laid out as the hub
+    writes it, refs/main naming the snapshot); the snapshot is left byte-identical."""
+    repo = tmp_path / "hub" / "models--fdd-test--tiny-student"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    shutil.copytree(student, snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    before = tree(snapshot)
+    path = write_jsonl(tmp_path / "test.jsonl", test_set)
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    sets = [arg for s in [*FAST, f"run.runs_dir={tmp_path / 'runs'}"] for arg in ("--set", s)]
+    r = subprocess.run([FDD, "eval", "--student", "fdd-test/tiny-student", "--benchmark", str(path), "--limit", "2",
+                        *sets], capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "runs" / "eval" / "fdd-test--tiny-student" / "eval.json").read_text())["accuracy"]
+    assert tree(snapshot) == before
+    # an id that is not in the cache, offline: one line saying so
+    r = subprocess.run([FDD, "eval", "--student", "fdd-test/not-there", "--benchmark", str(path)],
+                       capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.startswith("error: student not found: fdd-test/not-there is not a folder, "
+                                                     "and as a Hub id it could not be had"), r.stderr

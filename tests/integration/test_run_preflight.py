@@ -135,3 +135,27 @@ def test_a_dollar_budget_on_an_unpriced_model_is_one_error_line_before_anything_
     lines = r.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "budget.max_usd" in lines[0], r.stderr
     assert_nothing_started(tmp_path, r)
+
+
+def test_gsm8k_seeds_on_the_default_profile_is_one_line_before_prefect(tmp_path):
+    """Issue 17: `--set data.seed_set=gsm8k-train` kept the demo's synthetic-test benchmark and failed with a
+    traceback after Prefect's server had started."""
+    r, _, _ = fdd(tmp_path, "run", "--set", "data.seed_set=gsm8k-train")
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == (
+        "error: --set data.seed_set=gsm8k-train: data.seed_set=gsm8k-train cannot go with synthetic-test in "
+        "data.benchmarks (the held-out synthetic set exists only with data.seed_set: synthetic); set the benchmarks "
+        "too, e.g. --set 'data.benchmarks=[gsm8k]'")
+    assert_nothing_started(tmp_path, r)
+
+
+def test_a_pretrained_student_with_the_tiny_students_settings_is_warned(tmp_path):
+    """Issue 17: --set student.model=... kept lr 1e-3 and 800 steps of 32 without a word (9 hours on 2 cores)."""
+    r, _, _ = fdd(tmp_path, "run", "--dry-run", "--set", "student.model=HuggingFaceTB/SmolLM2-135M-Instruct")
+    assert r.returncode == 0, r.stderr
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning: student.model=")]
+    assert len(warnings) == 1 and "training.learning_rate=0.001" in warnings[0] and "--config pretrained" in warnings[0]
+    # the pretrained profile's own settings draw no warning
+    r, _, _ = fdd(tmp_path, "run", "--dry-run", "--config", "pretrained")
+    assert r.returncode == 0, r.stderr
+    assert "warning: student.model=" not in r.stderr

@@ -19,7 +19,8 @@ def rounds():
 def test_report_json_has_the_documented_schema(tmp_path):
     paths = write_report(tmp_path, rounds(), {"run": {"name": "demo"}})
     report = json.loads((tmp_path / "report.json").read_text())
-    assert set(report) == {"rounds", "totals", "run_dir", "config"}
+    assert set(report) == {"baseline", "rounds", "totals", "run_dir", "config"}
+    assert report["baseline"] is None  # no base student evaluated
     # the run's spend: paid requests per row of the final set, an unknown cost stays unknown
     assert report["totals"] == {"teacher": {"requests": 3600, "cached": 40, "tokens": 1_100_000, "cost_usd": None,
                                             "saved_usd": 0.0}, "train_size": 1200, "paid_per_row": 3.0}
@@ -42,3 +43,30 @@ def test_table_shows_accuracy_and_unknown_cost():
                               "cost", "saved", "paid/row", "synthetic-test", "seconds"]
     assert "41.0%" in first and "$0.0000" in first
     assert "55.0%" in second and "unknown" in second
+
+
+def test_baseline_is_the_first_row_of_table_and_report(tmp_path):
+    """Issue 17: the base student before round 0 is the 'before' number every round is measured against."""
+    from fdd_core.results import BaselineRow
+
+    base = BaselineRow(model="HuggingFaceTB/SmolLM2-135M-Instruct", accuracy={"synthetic-test": 0.02}, seconds=12.34)
+    write_report(tmp_path, rounds(), {}, base)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["baseline"] == {"model": "HuggingFaceTB/SmolLM2-135M-Instruct", "accuracy": {"synthetic-test": 0.02},
+                                  "seconds": 12.3}
+    header, first, *_ = text_table(rounds(), base).splitlines()
+    assert first.split()[0] == "base" and "2.0%" in first
+    assert "| base |" in (tmp_path / "report.md").read_text()
+
+
+def test_nothing_usable_names_the_reasons():
+    from fdd_core.results import CurationCounts
+
+    def counts(accepted, **dropped):
+        return CurationCounts(candidates=accepted + sum(dropped.values()), accepted=accepted,
+                              dropped={"parse_error": 0, "wrong_answer": 0, **dropped})
+
+    assert counts(1, parse_error=5).nothing_usable() is None
+    assert counts(0, parse_error=30).nothing_usable() == "the teacher wrote nothing usable: 30 of 30 dropped as parse_error"
+    assert counts(0, parse_error=20, wrong_answer=10).nothing_usable() == (
+        "the teacher wrote nothing usable: 30 of 30 dropped as parse_error (20), wrong_answer (10)")

@@ -136,3 +136,48 @@ def test_tiny_tokenizer_writes_unseen_numbers_and_pads_left(causal_tok):
     assert len(short) == len(long_) and short[0] == causal_tok.pad_token_id and long_[0] != causal_tok.pad_token_id
     assert batch["attention_mask"][0][0] == 0 and batch["attention_mask"][0][-1] == 1
     assert {causal_tok.pad_token_id, causal_tok.eos_token_id, causal_tok.bos_token_id} == {0, 1, 3}
+
+
+# ------------------------------------------------------------------------------------- one answer convention
+def answer_of(program: str):
+    """What the sandbox reads from a program (solution() when defined, else ans); our own trusted programs only."""
+    scope: dict = {}
+    exec(program, scope)  # noqa: S102  (handmade and synthetic programs of this file, never a model's)
+    return scope["solution"]() if "solution" in scope else scope.get("ans")
+
+
+def test_training_programs_store_the_answer_in_ans_as_the_prompt_asks(causal_tok, seeds):
+    """Issue 17: the prompt asks for `ans`, half the offline teacher's programs define solution() (PAL's form) and
+    the student followed. Every training target now stores its answer in `ans`, with the same value."""
+    from fdd_core.student.prompting import as_prompted
+    from fdd_core.teacher.offline import PATH_STYLES, reasoning_path
+
+    assert "variable named ans" in INSTRUCTION
+    wrapped = 0
+    for problem in seeds[:20]:
+        for style in range(PATH_STYLES):
+            program = reasoning_path(problem.solution, style)
+            wrapped += "def solution" in program
+            target = build_target(causal_tok, program, seq2seq=False)
+            assert "def solution" not in target and "\nans = " in "\n" + target, target
+            assert answer_of(as_prompted(program)) == answer_of(program)
+    assert wrapped == 40  # half of them came as solution()
+
+
+@pytest.mark.parametrize("program", [
+    "def solution():\n    if True:\n        return 2\n    return 3",  # several returns: called, not unwrapped
+    "import math\ndef solution():\n    return math.sqrt(16)",
+    "def solution():\n    def double(x):\n        return 2 * x\n    return double(4)",
+])
+def test_other_solution_functions_are_called_into_ans(program):
+    from fdd_core.student.prompting import as_prompted
+
+    normalised = as_prompted(program)
+    assert normalised.endswith("\nans = solution()") and answer_of(normalised) == answer_of(program)
+
+
+@pytest.mark.parametrize("program", [PROGRAM, "print(1)", "ans = (", "x = 1\nans = x\ndef solution():\n    return 9"])
+def test_programs_that_set_ans_or_do_neither_are_unchanged(program):
+    from fdd_core.student.prompting import as_prompted
+
+    assert as_prompted(program) == program
