@@ -117,7 +117,7 @@ def main() -> None:
     print(f"training set: {kept} of {args.n_train} GSM8K train programs run to the gold answer", flush=True)
 
     def evaluate(model: Path, name: str):  # generation picks CUDA when it is visible (--device cpu hides it)
-        return evaluate_student(cfg, model, {"gsm8k": test}, out / name)
+        return evaluate_student(cfg, model, {"gsm8k": test}, out / name, limit=len(test))  # not the profile's eval_limit
 
     before, timing_before = phase(f"before: {len(test)} GSM8K test problems", lambda: evaluate(folder, "before"))
     trained, timing_train = phase(f"train ({args.method})",
