@@ -191,12 +191,14 @@ def run(
     redeliver_swallowed_interrupts()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    from fdd_cli.progress import terminal_progress
     from fdd_core.report import text_table, totals_line
     from flows.fdd_flow import fdd
 
     store = Path(cfg.teacher.cache_path).expanduser()
     stored_before = _stored_replies(store)
-    result = fdd(cfg)
+    with terminal_progress():  # bars on a terminal, a line every few seconds in a log
+        result = fdd(cfg)
     typer.echo(text_table(result.rounds))
     typer.echo(totals_line(result.rounds))
     # The table counts what each round's data cost, stages reused from an earlier invocation included; say what
