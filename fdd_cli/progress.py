@@ -28,16 +28,17 @@ def terminal_progress(stream: TextIO | None = None, every_s: float = PLAIN_EVERY
 def _plain(stream: TextIO, every_s: float) -> Iterator[None]:
     lines, lock, stop = PlainLines(every_s), threading.Lock(), threading.Event()
 
-    def write(texts: list[str]) -> None:
+    def write(texts: list[str]) -> None:  # not print(): inside a task Prefect would take it for a log line
         for text in texts:
-            print(text, file=stream, flush=True)
+            stream.write(text + "\n")
+        stream.flush()
 
     def on_update(update: Update) -> None:
         with lock:
             write(lines.on_update(update))
 
     def tick() -> None:  # a line even when a step takes long: the reader sees the run is alive
-        while not stop.wait(0.5):
+        while not stop.wait(min(0.5, every_s / 4)):
             with lock:
                 write(lines.due(time.monotonic()))
 

@@ -42,8 +42,9 @@ def generate_solutions(cfg: FDDConfig, problems_path: Path, out_dir: Path, *, ro
         for p in problems
         for sample in range(cfg.teacher.k_solutions)
     ]
-    with _teacher(cfg, spent, run) as client, track("generate-solutions", "teacher requests") as tracker:
-        replies = client.generate(requests, on_progress=_spend(tracker, client))
+    with _teacher(cfg, spent, run) as client:
+        with track("generate-solutions", "teacher requests", len(requests)) as tracker:
+            replies = client.generate(requests, on_progress=_spend(tracker, client))
         usage = _usage(client)
     by_id = {p.id: p for p in problems}
     candidates = []
@@ -94,7 +95,7 @@ def generate_variants(
             parents[request_id] = (problem, split, kind)
             requests.append(TeacherRequest.for_prompt(prompt, problem.question, sample, request_id))
     with _teacher(cfg, spent, run) as client:
-        with track("generate-variants", "teacher requests") as tracker:
+        with track("generate-variants", "teacher requests", len(requests)) as tracker:
             replies = client.generate(requests, on_progress=_spend(tracker, client))
         candidates = []
         for reply in replies:
