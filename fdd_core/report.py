@@ -69,6 +69,11 @@ def markdown(run_dir: Path, rounds: Sequence[RoundRow], image: str = "accuracy.p
     """report.md: the per-round table and the chart. `image` is its address: the file beside report.md, or
     png_data_uri(...) where no file can be reached (the Prefect UI's markdown artifact)."""
     header, rows = table(rounds)
+    # the accuracy columns first after the round: a page too narrow for the whole table still shows them
+    benchmarks = len({name for r in rounds for name in r.accuracy})
+    order = [0, *range(len(header) - 1 - benchmarks, len(header) - 1), *range(1, len(header) - 1 - benchmarks),
+             len(header) - 1]
+    header, rows = [header[i] for i in order], [[row[i] for i in order] for row in rows]
     lines = [f"# FDD run: {Path(run_dir).name}", "", "| " + " | ".join(header) + " |",
              "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]

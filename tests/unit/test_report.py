@@ -56,6 +56,9 @@ def test_the_report_can_carry_its_chart_inside_so_a_page_with_no_file_beside_it_
     assert uri.startswith("data:image/png;base64,")
     assert base64.b64decode(uri.split(",", 1)[1]) == (tmp_path / "accuracy.png").read_bytes()
     assert f"Run directory: `{tmp_path}`" in text
+    # accuracy right after the round: the UI's page cuts a wide table on the right
+    assert text.splitlines()[2].startswith("| round | synthetic-test | train | easy |")
+    assert "| 1 | 55.0% | 1200 | 300 |" in text and text.splitlines()[2].endswith("| seconds |")
 
 
 def test_a_finished_round_and_a_finished_stage_are_one_line_each_with_their_numbers():
