@@ -202,3 +202,39 @@ def test_the_run_log_names_the_run_directory_and_says_what_each_stage_and_round_
                         m) for m in logs)
     assert any(re.match(r"round 0: synthetic-test \d+\.\d%, \d+ training rows, \d+ easy / \d+ hard, ", m) for m in logs)
     assert any(re.match(r"round 1: synthetic-test \d+\.\d%, ", m) for m in logs)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_fdd_run_on_a_terminal_draws_live_bars_and_leaves_a_line_per_finished_stage(tmp_path):
+    import pty
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env |= {"PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True", "HF_HUB_OFFLINE": "1", "TERM": "xterm", "COLUMNS": "160"}
+    sets = {**PROFILE, "run.rounds": 0, "training.max_steps": 60, "run.runs_dir": tmp_path / "runs",
+            "teacher.cache_path": tmp_path / "teacher.sqlite"}
+    main, child = pty.openpty()  # a terminal, as a user's shell gives
+    run = subprocess.Popen([FDD, "run", *(arg for key, value in sets.items() for arg in ("--set", f"{key}={value}"))],
+                           env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=child, stderr=child)
+    os.close(child)
+    out = bytearray()
+    try:
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # the child side closed: the run ended
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert run.wait(timeout=600) == 0, out.decode(errors="replace")[-3000:]
+    finally:
+        os.close(main)
+        if run.poll() is None:
+            _stop(run)
+    text = out.decode(errors="replace")
+    assert "━" in text and "\x1b[" in text, text[-2000:]  # a drawn bar, not lines
+    assert re.search(r"train\S* +\S*━", text), text[-2000:]  # the bar is the training's
+    assert re.search(r"train: 60/60 steps \(100%\), loss [\d.]+, done in \d+s", text), text[-2000:]
+    assert re.search(r"generate-solutions: 160/160 teacher requests \(100%\), .*done in", text), text[-2000:]
