@@ -272,12 +272,14 @@ def run(
 
 
 def _run_flow(cfg) -> None:
+    from fdd_cli.progress import terminal_progress
     from fdd_core.report import text_table, totals_line
     from flows.fdd_flow import fdd
 
     store = Path(cfg.teacher.cache_path).expanduser()
     stored_before = _stored_replies(store)
-    result = fdd(cfg)
+    with terminal_progress():  # bars on a terminal, a line every few seconds in a log
+        result = fdd(cfg)
     typer.echo(text_table(result.rounds, result.baseline))
     typer.echo(totals_line(result.rounds))
     if result.stop:

@@ -15,6 +15,7 @@ from pathlib import Path
 from fdd_core.answers import answers_match, extract_answer
 from fdd_core.benchmarks import BENCHMARKS, BenchmarkError, load_benchmark
 from fdd_core.config import FDDConfig
+from fdd_core.progress import track
 from fdd_core.sandbox import Sandbox
 from fdd_core.records import EvalRow, Problem, load_problems
 from fdd_core.results import EvalCounts, EvalResult
@@ -139,11 +140,12 @@ def evaluate_student(cfg: FDDConfig, model_path: Path, benchmarks: Mapping[str, 
     sets = _resolve_all(cfg, benchmarks, limit if limit is not None else cfg.data.eval_limit)
     problems = [p for ps in sets.values() for p in ps]
     gen_started = time.monotonic()
-    texts = [row[0] for row in generate_texts(model_path, [p.question for p in problems], cfg.inference,
-                                              seed=cfg.run.seed, progress=_log_progress("evaluate"))]
-    gen_seconds = time.monotonic() - gen_started
-    with Sandbox.from_config(cfg.sandbox) as box:
-        rows = score_programs(problems, [program_from_generation(t) for t in texts], box, texts=texts)
+    with track("evaluate", "problems", len(problems)) as tracker:
+        texts = [row[0] for row in generate_texts(model_path, [p.question for p in problems], cfg.inference,
+                                                  seed=cfg.run.seed, progress=tracker)]
+        gen_seconds = time.monotonic() - gen_started
+        with Sandbox.from_config(cfg.sandbox) as box:
+            rows = score_programs(problems, [program_from_generation(t) for t in texts], box, texts=texts)
     out_dir = Path(out_dir)
     outputs, summaries, start = {}, {}, 0
     for name, ps in sets.items():
@@ -166,10 +168,3 @@ def evaluate_student(cfg: FDDConfig, model_path: Path, benchmarks: Mapping[str, 
     files = {name: value for name, value in (benchmarks or {}).items() if isinstance(value, (str, Path))
              and Path(value).is_file()}
     return finish_stage(out_dir, files, result)
-
-
-def _log_progress(stage: str):
-    def progress(done: int, total: int) -> None:
-        log.info("%s: %d/%d problems generated", stage, done, total)
-
-    return progress

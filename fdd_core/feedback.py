@@ -12,6 +12,7 @@ from pathlib import Path
 from fdd_core.config import FDDConfig
 from fdd_core.evaluate import score_programs
 from fdd_core.config_files import ConfigError
+from fdd_core.progress import track
 from fdd_core.records import Attempt, AttemptRow, Problem, load_problems
 from fdd_core.results import FeedbackCounts, FeedbackResult
 from fdd_core.sandbox import Sandbox
@@ -64,10 +65,12 @@ def run_feedback(cfg: FDDConfig, model_path: Path, pool_path: Path, out_dir: Pat
         inference = cfg.inference
     pool = load_problems(pool_path)
     # a seed per round: a problem kept in the pool gets fresh attempts, not the last round's draws
-    programs = generate_programs(model_path, [p.question for p in pool], inference,
-                                 samples=fb.samples_per_problem, seed=cfg.run.seed + round_index)
-    with Sandbox.from_config(cfg.sandbox) as box:
-        rows = attempt_rows(pool, programs, box, easy_min_correct=fb.easy_min_correct, round_index=round_index)
+    with track("feedback", "problems", len(pool)) as tracker:
+        programs = generate_programs(model_path, [p.question for p in pool], inference,
+                                     samples=fb.samples_per_problem, seed=cfg.run.seed + round_index,
+                                     progress=tracker)
+        with Sandbox.from_config(cfg.sandbox) as box:
+            rows = attempt_rows(pool, programs, box, easy_min_correct=fb.easy_min_correct, round_index=round_index)
     path = write_jsonl(Path(out_dir) / "attempts.jsonl", rows)
     easy = sum(r.split == "easy" for r in rows)
     result = FeedbackResult(outputs={"attempts": str(path)},

@@ -10,11 +10,15 @@ run (in whichever invocation), or served free by the response store (bought by a
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from collections.abc import Sequence
 
-from fdd_core.results import BaselineRow, RoundRow, RunTotals, format_usd
+from fdd_core.results import (
+    BaselineRow, DataResult, EvalResult, FeedbackResult, GenerationResult, PoolResult, RoundRow, RunTotals,
+    StageResult, TrainingSetResult, TrainResult, format_usd,
+)
 from fdd_core.store import atomic_write_text
 
 def write_report(run_dir: Path, rounds: Sequence[RoundRow], config: dict,
@@ -68,13 +72,66 @@ def text_table(rounds: Sequence[RoundRow], baseline: BaselineRow | None = None) 
     return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(line, widths)) for line in [header, *rows])
 
 
-def markdown(run_dir: Path, rounds: Sequence[RoundRow], baseline: BaselineRow | None = None) -> str:
+def markdown(run_dir: Path, rounds: Sequence[RoundRow], baseline: BaselineRow | None = None,
+             image: str = "accuracy.png") -> str:
+    """report.md: the per-round table and the chart. `image` is its address: the file beside report.md, or
+    png_data_uri(...) where no file can be reached (the Prefect UI's markdown artifact)."""
     header, rows = table(rounds, baseline)
+    # the accuracy columns first after the round: a page too narrow for the whole table still shows them
+    benchmarks = len(header) - 12  # table(): 11 columns before the benchmarks, seconds after them
+    order = [0, *range(len(header) - 1 - benchmarks, len(header) - 1), *range(1, len(header) - 1 - benchmarks),
+             len(header) - 1]
+    header, rows = [header[i] for i in order], [[row[i] for i in order] for row in rows]
     lines = [f"# FDD run: {Path(run_dir).name}", "", "| " + " | ".join(header) + " |",
              "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
-    lines += ["", "![accuracy per round](accuracy.png)", ""]
+    lines += ["", f"![accuracy per round]({image})", "", f"Run directory: `{run_dir}`", ""]
     return "\n".join(lines)
+
+
+def png_data_uri(path: Path | str) -> str:
+    """The PNG inlined as a data: URI (~35 KB for the chart), so a page shows it with no file beside it."""
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+def round_line(row: RoundRow) -> str:
+    """One line per finished round: 'round 1: synthetic-test 53.2%, 812 training rows, 420 easy / 380 hard,
+    361 of 1,594 candidates accepted, 1,250 paid teacher requests ($0.0000), 95s'."""
+    parts = [", ".join(f"{name} {value:.1%}" for name, value in sorted(row.accuracy.items())) or "no benchmark",
+             f"{row.train_size:,} training rows"]
+    if row.easy or row.hard:
+        parts.append(f"{row.easy:,} easy / {row.hard:,} hard")
+    if row.candidates:
+        parts.append(f"{row.accepted:,} of {row.candidates:,} candidates accepted")
+    t = row.teacher
+    parts += [f"{t.requests:,} paid teacher requests ({format_usd(t.cost_usd)}), {t.cached:,} from the store",
+              f"{row.seconds:.0f}s"]
+    return f"round {row.round}: " + ", ".join(parts)
+
+
+def stage_line(result: StageResult) -> str:
+    """One line per finished stage with its key numbers, for the run's log."""
+    c, took = getattr(result, "counts", None), f"{result.seconds:.0f}s"
+    if isinstance(result, TrainResult):
+        loss = f"loss {c.first_loss:.4g} -> {c.final_loss:.4g}" if c.final_loss is not None else \
+            f"loss {c.train_loss:.4g}"
+        facts = f"{c.steps:,} steps on {c.examples:,} examples ({c.too_long:,} too long), {loss}"
+    elif isinstance(result, EvalResult):
+        facts = ", ".join(f"{name} {acc:.1%} of {c.rows[name]:,}" for name, acc in c.accuracy.items())
+    elif isinstance(result, FeedbackResult):
+        facts = f"{c.pool:,} problems: {c.easy:,} easy, {c.hard:,} hard"
+    elif isinstance(result, GenerationResult):
+        t = result.teacher
+        dropped = ", ".join(f"{n:,} {why}" for why, n in c.dropped.items() if n) or "none"
+        facts = (f"{c.accepted:,} of {c.candidates:,} candidates accepted (dropped: {dropped}); teacher "
+                 f"{t.requests:,} paid ({format_usd(t.cost_usd)}), {t.cached:,} from the store, {t.failed:,} failed"
+                 + (f", {t.skipped_budget:,} kept back by the budget" if t.skipped_budget else ""))
+    elif isinstance(result, (DataResult, TrainingSetResult, PoolResult)):
+        facts = ", ".join(f"{k} {v:,}" for k, v in (c.rows if isinstance(result, DataResult)
+                                                     else c.model_dump()).items())
+    else:
+        facts = ""
+    return f"{result.stage.replace('_', '-')} finished in {took}" + (f": {facts}" if facts else "")
 
 
 def plot_accuracy(rounds: Sequence[RoundRow], path: Path, baseline: BaselineRow | None = None) -> Path:

@@ -13,7 +13,7 @@ from prefect.states import Failed
 from fdd_core.config import FDDConfig
 from fdd_core.interrupts import redeliver_swallowed_interrupts
 from fdd_core.config_files import ConfigError, config_to_yaml
-from fdd_core.report import table, write_report
+from fdd_core.report import markdown, png_data_uri, round_line, table, write_report
 from fdd_core.results import BaselineRow, RoundRow, RoundSummary, RunResult, RunTotals, TeacherUsage
 from fdd_core.run_data import check_run_values
 from fdd_core.store import atomic_write_text
@@ -85,6 +85,8 @@ def fdd(cfg: FDDConfig = FDDConfig()) -> RunResult:
     # Absolute: stage cache keys hold their paths, so the same config run from another folder is another run
     run_dir = Path(cfg.run.runs_dir).expanduser().resolve() / cfg.run.name
     atomic_write_text(run_dir / "config.yaml", config_to_yaml(cfg))  # saved first: the run is reproducible
+    logger = get_run_logger()
+    logger.info(f"run directory: {run_dir}")
     data = prepare_data_task(cfg, str(run_dir / "data"))
     benchmarks = {name: data.outputs[name] for name in cfg.data.benchmarks}
     r0 = run_dir / "rounds" / "r0"
@@ -110,6 +112,7 @@ def fdd(cfg: FDDConfig = FDDConfig()) -> RunResult:
         row = summary.row(r, extra=init.teacher if r == 0 else None, extra_seconds=init.seconds if r == 0 else 0.0,
                           extra_rows=init.counts.accepted if r == 0 else 0)
         rows.append(row)
+        logger.info(round_line(row))
         header, cells = table([row])
         create_table_artifact([dict(zip(header, cells[0]))], key=f"round-{r}", description=f"FDD round {r}")
         accuracy = summary.accuracy.get(primary, 0.0)
@@ -119,6 +122,8 @@ def fdd(cfg: FDDConfig = FDDConfig()) -> RunResult:
             break
         train, previous_model = summary.next_train, summary.model
     paths = write_report(run_dir, rows, cfg.model_dump(mode="json"), baseline)
-    create_markdown_artifact(Path(paths["markdown"]).read_text(), key="fdd-report", description="FDD run report")
+    # The UI reaches no file of the run: the chart travels inside the artifact
+    create_markdown_artifact(markdown(run_dir, rows, baseline, image=png_data_uri(paths["plot"])), key="fdd-report",
+                             description="FDD run report")
     return RunResult(run_dir=str(run_dir), report=paths["json"], rounds=rows, totals=RunTotals.of(rows),
                      baseline=baseline, stop=summary.stop)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import FDDConfig, TrainingConfig
+from ..progress import Tracker, track
 from ..records import Example
 from ..results import TrainCounts, TrainResult
 from ..store import atomic_write_text, finish_stage, read_jsonl
@@ -175,6 +176,17 @@ def build_trainer(model: Any, tokenizer: Any, rows: list[dict], args: Any, *, se
     return trainer
 
 
+def _with_loss(tracker: Tracker, progress: Callable[[int, int], None] | None,
+               train_log: list[dict]) -> Callable[[int, int], None]:
+    """Each step to the stage's tracker, with the last logged loss, and to the caller's progress callback."""
+    def report(step: int, total: int) -> None:
+        tracker(step, total, loss=next((row["loss"] for row in reversed(train_log) if "loss" in row), None))
+        if progress is not None:
+            progress(step, total)
+
+    return report
+
+
 def _progress_callback(progress: Callable[[int, int], None] | None, train_log: list[dict]) -> Any:
     from transformers import TrainerCallback
 
@@ -222,9 +234,10 @@ def train_student(
     model = build_model(cfg, start, seq2seq)  # float32 master weights; bf16/fp16 autocast on CUDA
     steps = total_steps(cfg.training, len(rows))
     train_log: list[dict] = []
-    with _scratch_dir(out_dir) as scratch:
+    with _scratch_dir(out_dir) as scratch, track("train", "steps", steps) as tracker:
         args = training_arguments(cfg, scratch, steps, device=device, precision=precision)
-        trainer = build_trainer(model, tokenizer, rows, args, seq2seq=seq2seq, progress=progress, train_log=train_log)
+        trainer = build_trainer(model, tokenizer, rows, args, seq2seq=seq2seq,
+                                progress=_with_loss(tracker, progress, train_log), train_log=train_log)
         with quiet_transformers():
             output = trainer.train()
             outputs = _save(trainer.model, tokenizer, out_dir, lora=cfg.training.method == "lora", start=start)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from fdd_core.config import FDDConfig
 from fdd_core.curation import (
     BUDGET_PARSE_ERROR, ContaminationIndex, curate_solutions, decide_variants, screen_variants,
 )
+from fdd_core.progress import Tracker, track
 from fdd_core.sandbox import Sandbox
 from fdd_core.records import AttemptRow, Candidate, Problem, load_problems
 from fdd_core.results import GenerationResult, TeacherUsage
@@ -42,7 +43,8 @@ def generate_solutions(cfg: FDDConfig, problems_path: Path, out_dir: Path, *, ro
         for sample in range(cfg.teacher.k_solutions)
     ]
     with _teacher(cfg, spent, run, f"generate_solutions/r{round_index}") as client:
-        replies = client.generate(requests)
+        with track("generate-solutions", "teacher requests", len(requests)) as tracker:
+            replies = client.generate(requests, on_progress=_spend(tracker, client))
         usage = _usage(client)
     by_id = {p.id: p for p in problems}
     candidates = []
@@ -93,7 +95,8 @@ def generate_variants(
             parents[request_id] = (problem, split, kind)
             requests.append(TeacherRequest.for_prompt(prompt, problem.question, sample, request_id))
     with _teacher(cfg, spent, run, f"generate_variants/r{round_index}") as client:
-        replies = client.generate(requests)
+        with track("generate-variants", "teacher requests", len(requests)) as tracker:
+            replies = client.generate(requests, on_progress=_spend(tracker, client))
         candidates = []
         for reply in replies:
             problem, split, kind = parents[reply.request.request_id]
@@ -108,7 +111,9 @@ def generate_variants(
         with _sandbox(cfg) as sandbox:
             screening = screen_variants(candidates, sandbox, cfg=cfg.curation, known_questions=known,
                                         contamination=index)
-            result = decide_variants(screening, lambda asks: _vote(cfg, client, asks), sandbox, cfg=cfg.curation)
+            with track("variant-votes", "teacher requests (asked so far)") as votes:
+                result = decide_variants(screening, lambda asks: _vote(cfg, client, asks, votes), sandbox,
+                                         cfg=cfg.curation)
         usage = _usage(client)
     inputs = {"attempts": attempts_path} | ({"train": train_path} if train_path else {})
     return _write(out_dir, "generate_variants", candidates, result, usage, started, inputs)
@@ -128,14 +133,33 @@ def problems_file(source: str, out_dir: Path, cfg: FDDConfig, *, limit: int | No
     return write_jsonl(Path(out_dir) / "problems.jsonl", problems)
 
 
-def _vote(cfg: FDDConfig, client: TeacherClient, asks: Sequence[tuple[Candidate, int]]) -> list[str | None]:
+def _vote(cfg: FDDConfig, client: TeacherClient, asks: Sequence[tuple[Candidate, int]],
+          tracker: Tracker | None = None) -> list[str | None]:
     """Vote `sample` on each candidate's question, an independent teacher solution (the self-consistency
     check's ballot), in one batch: its program ('' when the reply has none or failed), or None when the
-    budget kept it from being sent. (candidate, sample) is the request it always was, so stored ones are reused."""
+    budget kept it from being sent. (candidate, sample) is the request it always was, so stored ones are reused.
+    The tracker counts the votes of every batch so far (how many batches there will be is not known)."""
     prompt = load_prompt("solve")
     requests = [TeacherRequest.for_prompt(prompt, c.question, sample, request_id=c.id) for c, sample in asks]
+    on_progress = None
+    if tracker is not None:
+        before, report = tracker.last.done, _spend(tracker, client)
+
+        def on_progress(done: int, total: int) -> None:
+            report(before + done, before + total)
+
     return [None if reply.error == BUDGET else parse_reply(reply.text, "solve").program
-            for reply in client.generate(requests)]
+            for reply in client.generate(requests, on_progress=on_progress)]
+
+
+def _spend(tracker: Tracker, client: TeacherClient) -> Callable[[int, int], None]:
+    """The client's progress(done, total) to the stage's tracker, with what the stage paid and the run spent."""
+    def report(done: int, total: int) -> None:
+        s, ledger = client.stats, client.ledger
+        tracker(done, total, bought=s.requests, stored=s.cached + s.bought_earlier, cost_usd=s.cost_usd,
+                run_cost_usd=None if ledger.unknown else ledger.spent)
+
+    return report
 
 
 @contextlib.contextmanager

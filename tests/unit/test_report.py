@@ -70,3 +70,41 @@ def test_nothing_usable_names_the_reasons():
     assert counts(0, parse_error=30).nothing_usable() == "the teacher wrote nothing usable: 30 of 30 dropped as parse_error"
     assert counts(0, parse_error=20, wrong_answer=10).nothing_usable() == (
         "the teacher wrote nothing usable: 30 of 30 dropped as parse_error (20), wrong_answer (10)")
+
+
+def test_the_report_can_carry_its_chart_inside_so_a_page_with_no_file_beside_it_shows_it(tmp_path):
+    import base64
+
+    from fdd_core.report import markdown, png_data_uri
+
+    paths = write_report(tmp_path, rounds(), {})
+    text = markdown(tmp_path, rounds(), image=png_data_uri(paths["plot"]))
+    assert "(accuracy.png)" not in text
+    uri = text.split("![accuracy per round](", 1)[1].split(")", 1)[0]
+    assert uri.startswith("data:image/png;base64,")
+    assert base64.b64decode(uri.split(",", 1)[1]) == (tmp_path / "accuracy.png").read_bytes()
+    assert f"Run directory: `{tmp_path}`" in text
+    # accuracy right after the round: the UI's page cuts a wide table on the right
+    assert text.splitlines()[2].startswith("| round | synthetic-test | train | easy |")
+    assert "| 1 | 55.0% | 1200 | 300 |" in text and text.splitlines()[2].endswith("| seconds |")
+
+
+def test_a_finished_round_and_a_finished_stage_are_one_line_each_with_their_numbers():
+    from fdd_core.report import round_line, stage_line
+    from fdd_core.results import CurationCounts, EvalCounts, EvalResult, GenerationResult, TeacherUsage
+    from fdd_core.results import TrainCounts, TrainResult
+
+    assert round_line(rounds()[1]) == ("round 1: synthetic-test 55.0%, 1,200 training rows, 300 easy / 100 hard, "
+                                       "310 of 500 candidates accepted, 2,000 paid teacher requests (unknown), "
+                                       "40 from the store, 70s")
+    trained = TrainResult(counts=TrainCounts(examples=900, too_long=3, steps=800, train_loss=0.9, first_loss=4.2,
+                                             final_loss=0.31), seconds=95.4)
+    assert stage_line(trained) == "train finished in 95s: 800 steps on 900 examples (3 too long), loss 4.2 -> 0.31"
+    evaluated = EvalResult(counts=EvalCounts(accuracy={"gsm8k": 0.532}, rows={"gsm8k": 1319}), seconds=12)
+    assert stage_line(evaluated) == "evaluate finished in 12s: gsm8k 53.2% of 1,319"
+    generated = GenerationResult(stage="generate_variants", counts=CurationCounts(
+        candidates=1594, accepted=361, dropped={"duplicate": 40, "votes_disagree": 0, "budget": 12}),
+        teacher=TeacherUsage(requests=1250, cached=3, skipped_budget=12, cost_usd=0.0), seconds=61)
+    assert stage_line(generated) == ("generate-variants finished in 61s: 361 of 1,594 candidates accepted (dropped: "
+                                     "40 duplicate, 12 budget); teacher 1,250 paid ($0.0000), 3 from the store, "
+                                     "0 failed, 12 kept back by the budget")
