@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -145,7 +146,9 @@ def eval_student(
     cap = limit if limit is not None else cfg.data.eval_limit
     problems = sum(len(ps[:cap] if cap else ps) for ps in sets.values())
     typer.echo(f"evaluating {info.path} on {problems} problems ({', '.join(sets)}); progress below", err=True)
-    with _progress_to_stderr():
+    from fdd_cli.progress import terminal_progress
+
+    with _progress_to_stderr(), terminal_progress(sys.stderr):  # stdout keeps the results alone
         result = evaluate_student(cfg, info.path, sets, out, limit=limit)
     width = max(len("benchmark"), *(len(name) for name in sets))
     typer.echo(f"{'benchmark':<{width}}  {'rows':>6}  {'accuracy':>8}")

@@ -15,6 +15,7 @@ import torch
 from fdd_core import synthetic
 from fdd_core.config import InferenceConfig, StudentConfig
 from fdd_core.config_files import ConfigError
+from fdd_core.student.checkpoint import write_model_manifest
 from fdd_core.student.factory import build_tiny_student, load_student
 from fdd_core.student.infer import WORKER, StudentNotFound, generate_programs, generate_texts, inspect_student
 from fdd_core.student.prompting import build_prompt, program_from_generation
@@ -36,6 +37,7 @@ def make_tiny_student(out_dir: Path, architecture: str = "causal", *, std: float
             if "norm" not in name:
                 param.copy_(torch.randn(param.shape, generator=generator) * std)
     student.model.save_pretrained(path)
+    write_model_manifest(path)  # the weights were redrawn on purpose: the folder's manifest says so
     return path
 
 
