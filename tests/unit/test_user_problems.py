@@ -119,7 +119,8 @@ def test_the_config_names_a_bad_user_file_before_anything_is_written(tmp_path):
         (["data.user_benchmarks.gsm8k.path=x.csv"],
          "data.user_benchmarks.gsm8k: 'gsm8k' is a built-in benchmark's name; choose another"),
         (["data.benchmarks=[mine, theirs]"], "data.benchmarks: unknown benchmark 'theirs'; known: synthetic-test, "
-                                             "gsm8k-train, gsm8k, svamp, asdiv, asdiv-pal, multiarith, gsm-hard, mine"),
+                                             "gsm8k-train, gsm8k, svamp, asdiv, asdiv-2215, asdiv-pal, multiarith, "
+                                             "gsm-hard, mine"),
     ]:
         with pytest.raises(ConfigError) as e:
             check_run_values(_user_cfg(tmp_path, *sets))
