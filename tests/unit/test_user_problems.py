@@ -138,3 +138,15 @@ def test_user_benchmark_keys_are_checked_like_any_other(tmp_path):
     cfg = load_config(profile)
     assert cfg.data.user_benchmarks == {"mine": UserBenchmark(path="hub:me/probs", split="validation")}
     check_run_values(cfg)  # a Hub dataset is only checked for its form here; the data stage loads it
+
+
+def test_the_readmes_worked_example_reads_its_files(monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    cfg = load_config("examples/my_problems.yaml")
+    check_run_values(cfg)  # both files read: columns present, every answer a number
+    from fdd_core.run_data import seed_problems, user_benchmark_problems
+
+    assert [p.answer for p in seed_problems(cfg)] == ["42", "336", "50", "36", "11", "468", "75", "72"]
+    assert [p.answer for p in user_benchmark_problems(cfg, "exam")] == ["135", "29", "2", "14000"]
