@@ -1,4 +1,5 @@
-"""The `fdd` app and its commands: run, eval, check-data, benchmarks; `fdd teacher` lives in teacher.py."""
+"""The `fdd` app and its commands: run, eval, check-data, benchmarks; `fdd teacher` lives in teacher.py, `fdd export`
+in export.py."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import typer
 
 from fdd_cli.deployment import deployment_app
 from fdd_cli.errors import fail as _fail, user_errors
+from fdd_cli.export import export as export_command
 from fdd_cli.options import ConfigOpt, SetOpt, load as _config
 from fdd_cli.store import store_app
 from fdd_cli.student import student_app
@@ -200,6 +202,7 @@ class _progress_to_stderr:
         return False
 
 
+app.command("export")(export_command)
 app.add_typer(teacher_app, name="teacher")
 app.add_typer(deployment_app, name="deployment")
 app.add_typer(store_app, name="store")

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from fdd_core.answers import answer_text
 from fdd_core.records import Problem
 from fdd_core.store import DataFileError, iter_jsonl
+from fdd_core.user_problems import question_id
 
 DATA_DIR_ENV = "FDD_DATA_DIR"
 
@@ -49,13 +50,19 @@ def map_gsm8k(row: Row, index: int, *, split: str, source: str) -> Problem:
                    source=source, solution=solution)
 
 
+def svamp_question(body: str, question: str) -> str:
+    """Body and Question as PAL and Qwen2.5-Math's loaders join them: a body without a final period gets one
+    ("... on each pack. How much ..."), so the question reads as its own sentence."""
+    return f"{body if body.endswith('.') else body + '.'} {question}"
+
+
 def map_svamp(row: Row, index: int) -> Problem:
     """SVAMP (SVAMP.json and ChilleD/SVAMP share ID/Body/Question/Answer); ids use SVAMP's own ID."""
-    return Problem(id=f"svamp-{_text(row, 'ID')}", question=f"{_text(row, 'Body')} {_text(row, 'Question')}",
+    return Problem(id=f"svamp-{_text(row, 'ID')}", question=svamp_question(_text(row, "Body"), _text(row, "Question")),
                    answer=answer_text(row["Answer"]), source="svamp")
 
 
-def map_asdiv(row: Row, index: int) -> Problem:
+def map_asdiv(row: Row, index: int, *, source: str = "asdiv") -> Problem:
     """ASDiv rows with EleutherAI/asdiv's fields (body/question/answer); the answer text is kept as is.
 
     Hub rows carry no ID. The XML's IDs are exactly nluds-0001..nluds-2305 in file order (checked on the
@@ -63,7 +70,7 @@ def map_asdiv(row: Row, index: int) -> Problem:
     """
     problem_id = row.get("id") or f"nluds-{index + 1:04d}"
     return Problem(id=f"asdiv-{problem_id}", question=f"{_text(row, 'body')} {_text(row, 'question')}",
-                   answer=_text(row, "answer"), source="asdiv")
+                   answer=_text(row, "answer"), source=source)
 
 
 def map_pal(row: Row, index: int, *, source: str) -> Problem:
@@ -74,9 +81,25 @@ def map_pal(row: Row, index: int, *, source: str) -> Problem:
 
 
 def map_multiarith_hub(row: Row, index: int) -> Problem:
-    """ChilleD/MultiArith rows {question, final_ans} (final_ans is a string since its 2023-05 update)."""
-    return Problem(id=f"multiarith-{index}", question=_text(row, "question"),
+    """ChilleD/MultiArith rows {question, final_ans} (final_ans is a string since its 2023-05 update). The id comes
+    from the question's text (see map_multiarith): ChilleD's train/test split is in another order than PAL's file."""
+    question = _text(row, "question")
+    return Problem(id=question_id("multiarith", question), question=question,
                    answer=answer_text(row["final_ans"]), source="multiarith")
+
+
+def map_multiarith(row: Row, index: int) -> Problem:
+    """PAL's multiarith file {input, target}: ids from the question's text (whitespace collapsed), so a problem
+    has the same id from the local file and from the Hub; the 20 questions the benchmark holds twice get -2."""
+    question = _text(row, "input")
+    return Problem(id=question_id("multiarith", question), question=question, answer=answer_text(row["target"]),
+                   source="multiarith")
+
+
+def single_answer(problem: Problem) -> bool:
+    """ASDiv rows with one answer: the 2,215-row variant of ToRA, Qwen2.5-Math and DeepSeekMath's evaluations
+    drops the 90 whose answer has several parts ('5 (years old); 15 (years old)')."""
+    return ";" not in problem.answer
 
 
 # ------------------------------------------------------------------------------------------ file readers
@@ -142,11 +165,14 @@ class BenchmarkSpec:
     hub: HubSource | None
     is_test_set: bool = True
     rows: int | None = None  # expected size of the full benchmark
+    keep: Callable[[Problem], bool] | None = None  # a paper variant: the rows it keeps
+    repeated_questions: bool = False  # ids come from the text and the benchmark repeats some: -2 on the repeat
 
 
 _gsm8k_train = partial(map_gsm8k, split="train", source="gsm8k-train")
 _gsm8k_test = partial(map_gsm8k, split="test", source="gsm8k")
 _gsm_hard = partial(map_pal, source="gsm-hard")
+_asdiv_2215 = partial(map_asdiv, source="asdiv-2215")  # ids as in ASDiv (nluds-NNNN): the same problem, one id
 _SPECS = [
     BenchmarkSpec("gsm8k-train", "GSM8K train: 7,473 problems with worked solutions (seed data, not a test set)",
                   "gsm8k/train.jsonl", read_jsonl_rows, _gsm8k_train,
@@ -161,13 +187,17 @@ _SPECS = [
     BenchmarkSpec("asdiv", "ASDiv full: 2,305 problems from ASDiv.xml, some with non-numeric answers",
                   "asdiv/ASDiv.xml", read_asdiv_xml_rows, map_asdiv,
                   HubSource("EleutherAI/asdiv", "asdiv", ("validation",), map_asdiv), rows=2305),
+    BenchmarkSpec("asdiv-2215", "ASDiv as ToRA, Qwen2.5-Math and DeepSeekMath evaluate it: the 2,215 problems of "
+                  "ASDiv.xml with one answer", "asdiv/ASDiv.xml", read_asdiv_xml_rows, _asdiv_2215,
+                  HubSource("EleutherAI/asdiv", "asdiv", ("validation",), _asdiv_2215), rows=2215, keep=single_answer),
     # PAL's numeric subset is not on the Hub, nor a simple filter of the full set (its texts differ in
     # whitespace and it drops non-integer answers), so it is local only.
     BenchmarkSpec("asdiv-pal", "ASDiv PAL subset: 2,096 numeric-answer problems as used by PAL-style papers",
                   "asdiv/asdiv_pal.jsonl", read_jsonl_rows, partial(map_pal, source="asdiv-pal"), None, rows=2096),
     BenchmarkSpec("multiarith", "MultiArith: 600 multi-step arithmetic problems",
-                  "multiarith/multiarith_pal.jsonl", read_jsonl_rows, partial(map_pal, source="multiarith"),
-                  HubSource("ChilleD/MultiArith", None, ("train", "test"), map_multiarith_hub), rows=600),
+                  "multiarith/multiarith_pal.jsonl", read_jsonl_rows, map_multiarith,
+                  HubSource("ChilleD/MultiArith", None, ("train", "test"), map_multiarith_hub), rows=600,
+                  repeated_questions=True),
     BenchmarkSpec("gsm-hard", "GSM-Hard: GSM8K test with large numbers; solution = its PAL program",
                   "gsm-hard/gsmhardv2.jsonl", read_jsonl_rows, _gsm_hard,
                   HubSource("reasoning-machines/gsm-hard", None, ("train",), _gsm_hard), rows=1319),
@@ -232,7 +262,8 @@ def load_benchmark(name: str, *, source: Source = "auto", data_dir: str | os.Pat
     if not path.is_file():
         raise BenchmarkError(f"benchmark file not found: {path}; set {DATA_DIR_ENV} to the folder holding "
                              f"{spec.local_path} (or pass data_dir), or use source='hub'")
-    problems = map_rows(spec.read_local(path), spec.map_local, limit)
+    problems = map_rows(spec.read_local(path), spec.map_local, limit, keep=spec.keep,
+                        repeated=spec.repeated_questions)
     return LoadedBenchmark(name, problems, str(path), "local", spec)
 
 
@@ -241,19 +272,28 @@ def _env_data_dir() -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def map_rows(rows: Iterable[LocatedRow], mapper: RowMapper, limit: int | None = None) -> list[Problem]:
-    """Map located rows to Problems, numbering them in order; a bad row raises naming where it came from."""
+def map_rows(rows: Iterable[LocatedRow], mapper: RowMapper, limit: int | None = None, *,
+             keep: Callable[[Problem], bool] | None = None, repeated: bool = False) -> list[Problem]:
+    """Map located rows to Problems, numbering them by position; a bad row raises naming where it came from.
+    keep: the rows a variant keeps (positions still count every row); repeated: a repeated id gets -2, -3."""
     problems: list[Problem] = []
     seen: dict[str, str] = {}
-    for where, row in rows:
+    for position, (where, row) in enumerate(rows):
         if limit is not None and len(problems) >= limit:
             break
         try:
-            problem = mapper(row, len(problems))
+            problem = mapper(row, position)
         except KeyError as e:
             raise DataFileError(f"{where}: missing field {e}") from None
         except (TypeError, ValueError) as e:
             raise DataFileError(f"{where}: bad row ({' '.join(str(e).split())})") from None
+        if keep is not None and not keep(problem):
+            continue
+        if repeated and problem.id in seen:
+            k = 2
+            while f"{problem.id}-{k}" in seen:
+                k += 1
+            problem = problem.model_copy(update={"id": f"{problem.id}-{k}"})
         if problem.id in seen:
             raise DataFileError(f"{where}: duplicate id {problem.id!r} (first at {seen[problem.id]})")
         seen[problem.id] = where
@@ -277,5 +317,5 @@ def _load_hub(spec: BenchmarkSpec, limit: int | None) -> LoadedBenchmark:
             for i, row in enumerate(ds):
                 yield f"{hub.path} [{split}] row {i}", row
 
-    problems = map_rows(rows(), hub.mapper, limit)
+    problems = map_rows(rows(), hub.mapper, limit, keep=spec.keep, repeated=spec.repeated_questions)
     return LoadedBenchmark(spec.name, problems, f"hub:{hub.path}", "hub", spec)

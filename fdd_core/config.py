@@ -37,15 +37,57 @@ class RunConfig(_Section):
     )
 
 
+class ProblemColumns(_Section):
+    """How to read the user's problems from a file or a Hub dataset: which column holds what."""
+
+    question: str = Field("question", min_length=1, description="Column holding the problem text.")
+    answer: str = Field(
+        "answer", min_length=1,
+        description="Column holding the gold answer: a number, or a worked solution whose last line is '#### N'.",
+    )
+    solution: str | None = Field(
+        None, description="Optional column holding a worked solution or a program, kept with each problem.")
+    id: str | None = Field(
+        None, description="Optional column holding a unique id per problem; unset: an id derived from the question "
+        "text (the same wherever the file is loaded from).",
+    )
+    config: str | None = Field(None, description="Hub datasets only: the dataset's config (subset), if it has several.")
+    split: str | None = Field(
+        None, description="Hub datasets only: the split to read (unset: train for seeds, test for a benchmark)."
+    )
+
+
+class UserBenchmark(ProblemColumns):
+    """A benchmark of the user's own: where its problems are and which columns hold what."""
+
+    path: str = Field(
+        "", description="A local JSONL, CSV or Parquet file, or hub:owner/name for a Hugging Face Hub dataset."
+    )
+
+
 class DataConfig(_Section):
-    seed_set: Literal["synthetic", "gsm8k-train"] = Field(
-        "synthetic", description="Seed problems: the embedded synthetic domain, or GSM8K train."
+    seed_set: str = Field(
+        "synthetic", min_length=1,
+        description="Seed problems: synthetic (the embedded domain), gsm8k-train, a local JSONL, CSV or Parquet "
+        "file of your own, or hub:owner/name (a Hugging Face Hub dataset); data.seed_columns says how to read them.",
+    )
+    seed_columns: ProblemColumns = Field(
+        default_factory=ProblemColumns,
+        description="Columns of a seed file or Hub dataset (question, answer, optional solution and id), and the "
+        "Hub config and split.",
     )
     n_seed: int = Field(400, ge=1, description="Number of seed problems to start from.")
     n_synthetic_test: int = Field(400, ge=0, description="Held-out synthetic test problems (synthetic seed set only).")
     benchmarks: list[str] = Field(
         default_factory=lambda: ["synthetic-test"], min_length=1,
-        description="Benchmarks evaluated every round, e.g. gsm8k, svamp, asdiv, multiarith, gsm-hard.",
+        description="Benchmarks evaluated every round (the first is the primary one): built-in names, e.g. gsm8k, "
+        "svamp, asdiv, multiarith, gsm-hard, or names defined in data.user_benchmarks.",
+    )
+    user_benchmarks: dict[str, UserBenchmark] = Field(
+        default_factory=dict,
+        description="Benchmarks of your own, by name: a file (JSONL, CSV, Parquet) or hub:owner/name and its "
+        "columns. List a name in data.benchmarks to evaluate on it; generated problems are decontaminated "
+        "against every listed benchmark.",
     )
     eval_limit: int | None = Field(None, ge=1, description="Evaluate at most this many problems per benchmark.")
     source: Literal["auto", "local", "hub"] = Field(

@@ -8,6 +8,7 @@ key and the reason, e.g. `configs/x.yaml:4: teacher.concurency: unknown key (did
 from __future__ import annotations
 
 import copy
+import typing
 import difflib
 from collections.abc import Sequence
 from pathlib import Path
@@ -141,7 +142,12 @@ def _check_key(dotted: str, where: str) -> None:
     """Walk the schema along a dotted key; an unknown part is an error with a close match if one exists."""
     model: type[BaseModel] | None = FDDConfig
     walked: list[str] = []
+    named: type[BaseModel] | None = None  # the value model of a dict[str, Model] field: its next part is a name
     for part in dotted.split("."):
+        if named is not None:
+            model, named = named, None
+            walked.append(part)
+            continue
         if model is None:
             raise ConfigError(f"{where}: {'.'.join(walked)} is a value, not a section (no key '{part}')")
         fields = model.model_fields
@@ -152,6 +158,17 @@ def _check_key(dotted: str, where: str) -> None:
         walked.append(part)
         annotation = fields[part].annotation
         model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        named = _named_model(annotation)
+
+
+def _named_model(annotation: Any) -> type[BaseModel] | None:
+    """Model for dict[str, Model] (data.user_benchmarks: NAME.path, NAME.question...), else None."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is dict and len(args) == 2:
+        value = args[1]
+        if isinstance(value, type) and issubclass(value, BaseModel):
+            return value
+    return None
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any, where: str) -> None:

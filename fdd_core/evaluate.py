@@ -22,6 +22,7 @@ from fdd_core.results import EvalCounts, EvalResult
 from fdd_core.store import atomic_write_text, finish_stage, write_jsonl
 from fdd_core.run_data import SYNTHETIC_TEST, synthetic_splits
 from fdd_core.synthetic import steps_of
+from fdd_core.user_problems import load_user_problems
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,13 @@ def resolve_benchmark(cfg: FDDConfig, name_or_path: str | Path) -> tuple[str, li
         return text, load_benchmark(text, source=cfg.data.source, data_dir=cfg.data.data_dir).problems
     if text == SYNTHETIC_TEST:
         return SYNTHETIC_TEST, synthetic_splits(cfg)[1]
+    if text in cfg.data.user_benchmarks:
+        bench = cfg.data.user_benchmarks[text]
+        return text, load_user_problems(bench.path, bench, name=text, split="test")
     path = Path(text).expanduser()
     if path.is_file():
         return path.stem, load_problems(path)
-    known = ", ".join([*BENCHMARKS, SYNTHETIC_TEST])
+    known = ", ".join([*BENCHMARKS, SYNTHETIC_TEST, *cfg.data.user_benchmarks])
     raise BenchmarkError(f"unknown benchmark {text!r}: not a benchmark name ({known}) and no such Problem JSONL file")
 
 

@@ -201,6 +201,11 @@ def _seed_lengths(cfg: FDDConfig, tokens: _Tokens, seed_questions: Sequence[str]
 
         seed_questions = [p.question for p in synthetic_splits(cfg)[0]]
         source = f"the run's {len(seed_questions)} synthetic seeds"
+    elif seed_questions is None and cfg.data.seed_set != "gsm8k-train":  # the user's file or Hub dataset
+        from fdd_core.run_data import seed_problems
+
+        seed_questions = [p.question for p in seed_problems(cfg)]
+        source = f"the run's {len(seed_questions)} seeds from {cfg.data.seed_set}"
     elif seed_questions is None:  # gsm8k-train: the stated constants (the seeds are its first n_seed)
         count = min(cfg.data.n_seed, GSM8K_TRAIN_QUESTIONS)
         if tokens.local:

@@ -192,7 +192,7 @@ def test_a_run_that_fails_on_a_users_value_says_why_in_its_state_message(deploye
     output = ran.stdout + ran.stderr
     assert ran.returncode == 1, output
     line = ("data.benchmarks: unknown benchmark 'gsm8kk'; known: synthetic-test, gsm8k-train, gsm8k, svamp, asdiv, "
-            "asdiv-pal, multiarith, gsm-hard")
+            "asdiv-2215, asdiv-pal, multiarith, gsm-hard")
     run_id = re.search(r"UUID: ([0-9a-f-]{36})", output).group(1)
     logs = server.get("/logs/filter", {"limit": 200, "offset": 0, "logs": {"flow_run_id": {"any_": [run_id]}}})
     assert line in [log["message"] for log in logs], [log["message"] for log in logs]  # the run's own log, too

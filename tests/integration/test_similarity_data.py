@@ -124,6 +124,6 @@ def test_index_survives_pickling_into_another_process(gsm8k_index, tmp_path):
 def test_index_from_all_test_benchmarks(data_dir):
     index = ContaminationIndex.from_benchmarks(data_dir=data_dir, source="local")
     ids = set(index.ids)
-    assert {"gsm8k-test-0", "gsm-hard-0", "multiarith-0", "asdiv-pal-0"} <= ids
+    assert {"gsm8k-test-0", "gsm-hard-0", "asdiv-pal-0"} <= ids and any(i.startswith("multiarith-") for i in ids)
     assert not any(i.startswith("gsm8k-train") for i in ids)
     assert index.check(JANET_PLANTED).test_id in {"gsm8k-test-0", "gsm-hard-0"}

@@ -6,8 +6,9 @@ import pytest
 
 from fdd_core import benchmarks as bm
 from fdd_core.store import DataFileError
+from fdd_core.user_problems import question_id
 
-ROWS = {"gsm8k-train": 7473, "gsm8k": 1319, "svamp": 1000, "asdiv": 2305, "asdiv-pal": 2096,
+ROWS = {"gsm8k-train": 7473, "gsm8k": 1319, "svamp": 1000, "asdiv": 2305, "asdiv-2215": 2215, "asdiv-pal": 2096,
         "multiarith": 600, "gsm-hard": 1319}
 
 
@@ -21,7 +22,8 @@ def test_registry_names_and_test_sets():
 def test_unknown_benchmark_lists_the_known_ones():
     with pytest.raises(bm.BenchmarkError) as e:
         bm.load_benchmark("gsm9k")
-    assert str(e.value) == ("unknown benchmark 'gsm9k'; known: gsm8k-train, gsm8k, svamp, asdiv, asdiv-pal, "
+    assert str(e.value) == ("unknown benchmark 'gsm9k'; known: gsm8k-train, gsm8k, svamp, asdiv, asdiv-2215, "
+                            "asdiv-pal, "
                             "multiarith, gsm-hard")
 
 
@@ -145,7 +147,8 @@ def test_hub_sources_map_to_the_same_records(fake_hub):
 
     multi = bm.load_benchmark("multiarith", source="hub").problems
     assert [(p.id, p.question, p.answer) for p in multi] == [
-        ("multiarith-0", "A had 3 and got 4 more. How many?", "7"), ("multiarith-1", "Q?", "12")]
+        (question_id("multiarith", "A had 3 and got 4 more. How many?"), "A had 3 and got 4 more. How many?", "7"),
+        (question_id("multiarith", "Q?"), "Q?", "12")]
 
     hard = bm.load_benchmark("gsm-hard", source="hub").problems
     assert [(p.id, p.answer) for p in hard] == [("gsm-hard-0", "6277334000")]

@@ -1,5 +1,7 @@
 """Config: defaults run, profiles load, overrides apply, and every mistake is one line naming where."""
 
+import typing
+
 import pytest
 from pydantic import BaseModel
 
@@ -12,6 +14,9 @@ def _fields(model: type[BaseModel], prefix: str = ""):
         yield prefix + name, field
         if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
             yield from _fields(field.annotation, f"{prefix}{name}.")
+        args = typing.get_args(field.annotation)  # dict[str, Model] (data.user_benchmarks): the Model's fields too
+        if typing.get_origin(field.annotation) is dict and isinstance(args[1], type) and issubclass(args[1], BaseModel):
+            yield from _fields(args[1], f"{prefix}{name}.NAME.")
 
 
 def test_every_field_has_a_default_and_a_description():

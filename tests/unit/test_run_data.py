@@ -37,7 +37,7 @@ def test_an_unknown_benchmark_is_one_line_naming_the_key_and_the_known_ones(tmp_
     with pytest.raises(ConfigError) as e:
         prepare_data(cfg, tmp_path / "data")
     assert str(e.value) == ("data.benchmarks: unknown benchmark 'gsm8kk'; known: synthetic-test, gsm8k-train, gsm8k, "
-                            "svamp, asdiv, asdiv-pal, multiarith, gsm-hard")
+                            "svamp, asdiv, asdiv-2215, asdiv-pal, multiarith, gsm-hard")
     assert not (tmp_path / "data").exists(), "checked before anything is written"
     check_run_values(load_config("demo"))
     check_run_values(load_config("gsm8k"))
