@@ -5,7 +5,6 @@ is compared with the gold one; per-row outputs and eval.json (accuracy per bench
 from __future__ import annotations
 
 import json
-import logging
 import re
 import time
 from collections import Counter
@@ -23,8 +22,6 @@ from fdd_core.store import atomic_write_text, finish_stage, write_jsonl
 from fdd_core.run_data import SYNTHETIC_TEST, synthetic_splits
 from fdd_core.synthetic import steps_of
 from fdd_core.user_problems import load_user_problems
-
-log = logging.getLogger(__name__)
 
 BenchmarkInput = Path | str | Sequence[Problem]
 
