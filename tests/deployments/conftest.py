@@ -12,7 +12,6 @@ import glob
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +23,8 @@ from pathlib import Path
 
 import psutil
 import pytest
+
+from tests.processes import stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -50,13 +51,6 @@ def api_json(url: str, body: dict | None = None):
         return json.loads(raw) if raw else None
 
 
-def _alive(p: psutil.Process) -> bool:
-    try:
-        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 class Processes:
     """start(log, argv, env, cwd) -> Popen writing to `log`; stop_all() ends them (newest first) and their children."""
 
@@ -80,26 +74,7 @@ class Processes:
             family = psutil.Process(proc.pid).children(recursive=True)
         except psutil.NoSuchProcess:
             family = []
-        for _ in range(2):
-            if proc.poll() is not None:
-                break
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                pass
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-        _, alive = psutil.wait_procs(family, timeout=5)
-        left = [p.pid for p in alive if _alive(p)]
-        for child in alive:
-            try:
-                child.terminate()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=10)
-        return left
+        return stop_process(proc, family)
 
     def stop_all(self) -> None:
         leftovers = []

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import psutil
 import pytest
 import yaml
 
+from tests.processes import stop_process
 from fdd_core.config import FDDConfig
 from fdd_core.config_files import load_config
 
@@ -67,38 +67,6 @@ def _get_json(url: str, body: dict | None = None):
         return json.loads(r.read())
 
 
-def _stop(proc: subprocess.Popen, family: list[psutil.Process]) -> list[int]:
-    """SIGTERM by PID (a Prefect CLI turns the first into a graceful stop; the second ends it), SIGKILL as a
-    last resort; returns the PIDs of its children still running 5 s after it ended (then terminated)."""
-    for _ in range(2):
-        if proc.poll() is not None:
-            break
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            pass
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait(timeout=10)
-    _, alive = psutil.wait_procs(family, timeout=5)
-    left = [p.pid for p in alive if _alive(p)]
-    for child in alive:
-        try:
-            child.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(alive, timeout=10)
-    return left
-
-
-def _alive(p: psutil.Process) -> bool:
-    try:
-        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 @pytest.fixture
 def processes():
     """start(log, argv, env, cwd) -> Popen writing to the log file; all stopped and checked gone at the end."""
@@ -118,7 +86,7 @@ def processes():
             family = psutil.Process(proc.pid).children(recursive=True)
         except psutil.NoSuchProcess:
             family = []
-        leftovers += _stop(proc, family)
+        leftovers += stop_process(proc, family)
         assert proc.poll() is not None
     assert not leftovers, f"child processes outlived their parent: {leftovers}"
 
