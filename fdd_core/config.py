@@ -35,6 +35,12 @@ class RunConfig(_Section):
         "pretrained student; a from_config base is random weights (0% by construction; writing 256 tokens of noise "
         "per problem took ~10 minutes on the demo's 400 problems).",
     )
+    gpu_work_pool: str | None = Field(
+        None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="Prefect work pool of the GPU stages: when set, training, evaluation and feedback run as flow "
+        "runs of the fdd-train, fdd-evaluate and fdd-feedback deployments named after this pool (deployments/"
+        "prefect.yaml), each in a process of its own; unset, every stage runs in the run's own process.",
+    )
 
 
 class ProblemColumns(_Section):

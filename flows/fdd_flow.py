@@ -17,7 +17,7 @@ from fdd_core.report import markdown, png_data_uri, round_line, table, write_rep
 from fdd_core.results import BaselineRow, RoundRow, RoundSummary, RunResult, RunTotals, TeacherUsage
 from fdd_core.run_data import check_run_values
 from fdd_core.store import atomic_write_text
-from tasks.caching import needs_refresh
+from flows.stage_flows import check_stage_deployments, run_stage
 from tasks.stages import (
     base_checkpoint_task,
     evaluate_task,
@@ -32,8 +32,9 @@ from tasks.stages import (
 
 
 def _run(task, out_dir: Path, *args, **kwargs):
-    """Call a cached task, refreshing its cache when its outputs are missing or damaged."""
-    return task.with_options(refresh_cache=needs_refresh(out_dir))(*args, **kwargs)
+    """Call a cached task, refreshing its cache when its outputs are missing or damaged; a GPU stage on
+    run.gpu_work_pool when the run names one (flows/stage_flows.py)."""
+    return run_stage(task, out_dir, *args, **kwargs)
 
 
 @flow(name="fdd-round", log_prints=True)
@@ -79,6 +80,7 @@ def fdd(cfg: FDDConfig = FDDConfig()) -> RunResult:
     redeliver_swallowed_interrupts()  # a deployment's cancel (SIGTERM) landing in a garbage collection still stops it
     try:
         check_run_values(cfg)
+        check_stage_deployments(cfg)
     except ConfigError as e:  # the line itself is the run's state message (UI, `prefect flow-run inspect`)
         get_run_logger().error(str(e))
         return Failed(message=str(e), data=e)

@@ -27,7 +27,7 @@ from .conftest import FDD, PREFECT, REPO, Processes, Server, copy_repo, start_se
 pytestmark = pytest.mark.slow
 
 SPEC = yaml.safe_load((REPO / "deployments" / "prefect.yaml").read_text())
-DEPLOYMENTS = {d["name"]: d for d in SPEC["deployments"]}
+DEPLOYMENTS = {d["name"]: d for d in SPEC["deployments"] if d["entrypoint"] == "flows/fdd_flow.py:fdd"}
 SMOKE = next(s for s in DEPLOYMENTS["demo"]["schedules"] if s.get("slug") == "nightly-smoke")
 # a tiny run: round 0 only, 20 seeds, 5 training steps (tens of seconds on 2 CPU cores)
 TINY = {"run.rounds": 0, "data.n_seed": 20, "data.n_synthetic_test": 20, "data.eval_limit": 10,

@@ -35,7 +35,7 @@ NAME = "demo-test"
 
 def test_prefect_yaml_deployments_resolve_to_their_profiles():
     spec = yaml.safe_load((REPO / "deployments" / "prefect.yaml").read_text())
-    deployments = {d["name"]: d for d in spec["deployments"]}
+    deployments = {d["name"]: d for d in spec["deployments"] if d["entrypoint"] == "flows/fdd_flow.py:fdd"}
     assert set(deployments) == {"demo", "gsm8k"}
     for name, d in deployments.items():
         assert d["entrypoint"] == "flows/fdd_flow.py:fdd"
@@ -48,6 +48,24 @@ def test_prefect_yaml_deployments_resolve_to_their_profiles():
     # the gsm8k profile's vLLM interpreter is the one the GPU image builds
     vllm_python = deployments["gsm8k"]["parameters"]["cfg"]["inference"]["vllm_python"]
     assert f"FDD_VLLM_PYTHON={vllm_python}" in (REPO / "docker" / "Dockerfile.gpu").read_text()
+
+
+def test_prefect_yaml_deploys_each_gpu_stage_flow_on_gpu_pool_with_its_tasks_parameters():
+    import inspect
+
+    from prefect.flows import load_flow_from_entrypoint
+
+    from flows import stage_flows
+
+    spec = yaml.safe_load((REPO / "deployments" / "prefect.yaml").read_text())
+    stages = [d for d in spec["deployments"] if d["entrypoint"].startswith("flows/stage_flows.py:")]
+    flows = {load_flow_from_entrypoint(str(REPO / d["entrypoint"])).name: d for d in stages}
+    assert set(flows) == set(stage_flows.STAGE_FLOWS.values())
+    assert {(d["name"], d["work_pool"]["name"]) for d in stages} == {("gpu-pool", "gpu-pool")}  # named after the pool
+    for task in (stage_flows.train_task, stage_flows.evaluate_task, stage_flows.feedback_task):
+        stage_flow = load_flow_from_entrypoint(str(REPO / flows[stage_flows.STAGE_FLOWS[task.name]]["entrypoint"]))
+        # run_stage binds the task's arguments by name: the flow must take exactly the task's parameters
+        assert list(inspect.signature(stage_flow.fn).parameters) == list(inspect.signature(task.fn).parameters)
 
 
 def _free_port() -> int:
