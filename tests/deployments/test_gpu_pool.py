@@ -1,0 +1,199 @@
+"""Two pools on a real Prefect server (SQLite): the GPU stages on gpu-pool, the rest on cpu-pool (issue 16).
+
+One server, `prefect deploy --all` of deployments/prefect.yaml, the zombie automation of deployments/automations,
+the offline teacher served over HTTP with a request log, and two real process workers: one on cpu-pool (the fdd
+parent flow, its teacher stages), one on gpu-pool (fdd-train, fdd-evaluate, fdd-feedback; PREFECT_FLOWS_HEARTBEAT_
+FREQUENCY=30). Each worker has a HOME of its own and shares only the run directory and PREFECT_LOCAL_STORAGE_PATH,
+as two machines would (deployments/README.md, Two pools).
+
+A small demo run (rounds=1) runs in-process on cpu-pool; the same run with run.gpu_work_pool=gpu-pool runs its
+stages on gpu-pool, and while round 1 trains, the GPU worker and its flow run's process are killed (SIGKILL) and a
+new GPU worker is started. Prefect marks the silent stage run Crashed (the automation), the parent submits it
+again, and the run completes: the report equals the in-process run's, no finished stage has a second flow run,
+the crashed training left no cached result, and the teacher served exactly the replies the response stores hold.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from fdd_core.teacher.response_store import ResponseStore
+
+from .conftest import FDD, PREFECT, REPO, Processes, Server, api_json, copy_repo, free_port, start_server, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.robustness]
+
+SPEC = yaml.safe_load((REPO / "deployments" / "prefect.yaml").read_text())
+DEMO = next(d for d in SPEC["deployments"] if d["name"] == "demo")
+# round 0 and round 1, 20 seeds: every stage flow runs (train and evaluate twice, feedback once)
+SMALL = {"run": {"rounds": 1}, "data": {"n_seed": 20, "n_synthetic_test": 20, "eval_limit": 10},
+         "teacher": {"k_solutions": 2, "concurrency": 4, "model": "openai/fdd-offline"},
+         "training": {"max_steps": 12, "batch_size": 8}, "inference": {"max_new_tokens": 32}}
+STAGE_FLOWS = {"fdd-train", "fdd-evaluate", "fdd-feedback"}
+FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+def _cfg(name: str, api_base: str, store: Path, **run) -> dict:
+    cfg = json.loads(json.dumps(DEMO["parameters"]["cfg"]))
+    for section, values in SMALL.items():
+        cfg.setdefault(section, {}).update(values)
+    cfg["run"].update(name=name, **run)
+    cfg["teacher"].update(api_base=api_base, cache_path=str(store))
+    return cfg
+
+
+def _flow_runs(server: Server) -> list[dict]:
+    return server.get("/flow_runs/filter", {"limit": 200, "offset": 0, "sort": "EXPECTED_START_TIME_ASC"})
+
+
+def _flow_names(server: Server) -> dict[str, str]:
+    return {f["id"]: f["name"] for f in server.get("/flows/filter", {"limit": 200, "offset": 0})}
+
+
+def _task_runs(server: Server, flow_run_ids: list[str]) -> list[dict]:
+    return server.get("/task_runs/filter", {"limit": 200, "offset": 0,
+                                            "flow_runs": {"id": {"any_": flow_run_ids}}})
+
+
+def _kill_family(proc) -> list[int]:
+    """SIGKILL a worker and every process under it (the flow run it started): a machine lost mid-stage."""
+    family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    for p in family:
+        p.kill()
+    psutil.wait_procs(family, timeout=30)
+    proc.wait(timeout=30)
+    return [p.pid for p in family]
+
+
+def _report_rows(run_dir: Path) -> list[dict]:
+    """report.json's rounds without what differs between two runs of the same work: timings."""
+    rounds = json.loads((run_dir / "report.json").read_text())["rounds"]
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rounds]
+
+
+def _store_rows(path: Path) -> int:
+    with ResponseStore(path) as store:
+        return len(store)
+
+
+@pytest.mark.timeout(600)
+def test_gpu_stages_run_on_the_gpu_pool_and_survive_a_killed_gpu_worker(tmp_path):
+    procs = Processes()
+    try:
+        server = start_server(procs, tmp_path, "sqlite")
+        repo = copy_repo(tmp_path / "repo")
+        for pool in ("cpu-pool", "gpu-pool"):
+            made = server.cli("work-pool", "create", pool, "--type", "process")
+            assert made.returncode == 0, made.stdout + made.stderr
+        deploy = server.cli("deploy", "--all", "--prefect-file", "deployments/prefect.yaml", cwd=repo, timeout=240)
+        assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+        # the zombie automation as shipped, with a shorter silence: 45 s, still above the 30 s heartbeat
+        zombies = yaml.safe_load((REPO / "deployments" / "automations" / "crash-zombies.yaml").read_text())
+        zombies["trigger"]["within"] = 45
+        (tmp_path / "zombies.yaml").write_text(yaml.safe_dump(zombies))
+        made = server.cli("automation", "create", "--from-file", str(tmp_path / "zombies.yaml"))
+        assert made.returncode == 0, made.stdout + made.stderr
+
+        port, served = free_port(), tmp_path / "teacher-requests.jsonl"
+        procs.start(tmp_path / "teacher.log", [FDD, "teacher", "serve", "--host", "127.0.0.1", "--port", str(port),
+                                               "--log", str(served)], server.env, REPO)
+        api_base = f"http://127.0.0.1:{port}/v1"
+        wait_for("the teacher server", lambda: _healthy(f"http://127.0.0.1:{port}/health"), 60, procs)
+
+        shared = {"FDD_REPO": str(repo), "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(tmp_path / "prefect-results"),
+                  "PREFECT_WORKER_QUERY_SECONDS": "2", "OMP_NUM_THREADS": "1"}
+        cpu_env = server.env | shared | {"HOME": str(tmp_path / "cpu-home")}
+        gpu_env = server.env | shared | {"HOME": str(tmp_path / "gpu-home"), "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"}
+        procs.start(tmp_path / "cpu-worker.log", [PREFECT, "worker", "start", "--pool", "cpu-pool", "--limit", "2"],
+                    cpu_env, tmp_path)
+        gpu_worker = [PREFECT, "worker", "start", "--pool", "gpu-pool", "--limit", "1"]
+        first_gpu = procs.start(tmp_path / "gpu-worker-1.log", gpu_worker, gpu_env, tmp_path)
+
+        demo = server.get("/deployments/name/fdd/demo")
+        inproc = server.get(f"/deployments/{demo['id']}/create_flow_run",
+                            {"parameters": {"cfg": _cfg("inproc", api_base, tmp_path / "store-inproc.sqlite")}})
+        assert server.wait_final(inproc["id"], 300)["state_type"] == "COMPLETED"
+        assert not [r for r in _flow_runs(server) if r["work_pool_name"] == "gpu-pool"], "unset: nothing on gpu-pool"
+
+        pooled = server.get(f"/deployments/{demo['id']}/create_flow_run", {"parameters": {"cfg": _cfg(
+            "pooled", api_base, tmp_path / "store-pooled.sqlite", gpu_work_pool="gpu-pool")}})
+
+        def round_1_training():
+            runs = [r for r in _flow_runs(server) if r["name"] == "train-r1" and r["state_type"] == "RUNNING"]
+            if server.flow_run(pooled["id"])["state_type"] in FINAL:
+                pytest.fail(f"the run ended before round 1 trained: {server.flow_run(pooled['id'])['state']}")
+            return runs[0] if runs else None
+
+        killed_run = wait_for("round 1's training to run on gpu-pool", round_1_training, 300, procs, interval=0.3)
+        killed = _kill_family(first_gpu)
+        procs.started = [(p, log) for p, log in procs.started if p is not first_gpu]
+        assert len(killed) >= 2, "the worker's flow run process was among those killed"
+        procs.start(tmp_path / "gpu-worker-2.log", gpu_worker, gpu_env, tmp_path)
+        done = server.wait_final(pooled["id"], 360)
+        assert done["state_type"] == "COMPLETED", done["state"]
+
+        runs, flows = _flow_runs(server), _flow_names(server)
+        stage_runs = [r for r in runs if flows[r["flow_id"]] in STAGE_FLOWS]
+        worker_logs = {pool: "".join((tmp_path / f).read_text() for f in files) for pool, files in
+                       {"cpu-pool": ["cpu-worker.log"], "gpu-pool": ["gpu-worker-1.log", "gpu-worker-2.log"]}.items()}
+        # (1) train, evaluate, feedback ran as flow runs on gpu-pool, each submitted by a GPU worker; the parents
+        # by the CPU worker; every teacher stage's task ran in a parent's process (its flow run or its subflows)
+        assert sorted(r["name"] for r in stage_runs) == sorted(
+            ["train-r0", "evaluate-r0", "feedback-r0", "train-r1", "train-r1", "evaluate-r1"])
+        for r in stage_runs:
+            assert r["work_pool_name"] == "gpu-pool" and r["id"] in worker_logs["gpu-pool"], r
+            assert r["id"] not in worker_logs["cpu-pool"], r
+        parents = [r for r in runs if r["deployment_id"] == demo["id"]]
+        assert {r["id"] for r in parents} == {inproc["id"], pooled["id"]}
+        for r in parents:
+            assert r["work_pool_name"] == "cpu-pool" and r["id"] in worker_logs["cpu-pool"], r
+            assert r["id"] not in worker_logs["gpu-pool"], r
+        in_parent = [r["id"] for r in runs if r["work_pool_name"] is None or r["deployment_id"] == demo["id"]]
+        tasks = _task_runs(server, [r["id"] for r in runs])
+        for t in tasks:
+            stage = t["name"].rsplit("-", 1)[0]
+            if stage in ("generate-solutions", "generate-variants", "prepare-data"):
+                assert t["flow_run_id"] in in_parent, t["name"]
+            if stage in ("train", "evaluate", "feedback") and t["flow_run_id"] in {r["id"] for r in stage_runs}:
+                assert t["flow_run_id"] not in in_parent
+
+        # (2) the same seeds give the same report either way (accuracies, train sizes, teacher requests)
+        assert _report_rows(repo / "runs" / "pooled") == _report_rows(repo / "runs" / "inproc")
+
+        # (3) the killed training was marked Crashed and submitted again (logged); no other stage ran twice
+        trains = [r for r in stage_runs if r["name"] == "train-r1"]
+        assert [r["state_type"] for r in trains] == ["CRASHED", "COMPLETED"], [r["state"] for r in trains]
+        assert trains[0]["id"] == killed_run["id"]
+        for r in stage_runs:
+            if r["name"] != "train-r1":
+                assert r["state_type"] == "COMPLETED", r
+        logs = server.get("/logs/filter", {"limit": 200, "offset": 0,
+                                           "logs": {"flow_run_id": {"any_": in_parent}}})
+        assert any("train stage run train-r1" in m["message"] and "submitting it again (1 of 2)" in m["message"]
+                   for m in logs), [m["message"] for m in logs if "stage run" in m["message"]]
+        # the crashed training is not cached as done: its task never completed; the new one trained (not Cached)
+        crashed_task = [t for t in tasks if t["flow_run_id"] == trains[0]["id"]]
+        assert all(t["state_type"] != "COMPLETED" for t in crashed_task), crashed_task
+        rerun_task = [t for t in tasks if t["flow_run_id"] == trains[1]["id"]]
+        assert [t["state_name"] for t in rerun_task] == ["Completed"], rerun_task
+        assert (repo / "runs" / "pooled" / "rounds" / "r1" / "student" / "MANIFEST.json").is_file()
+
+        # (4) no reply bought twice: the teacher answered exactly the rows the two runs' stores hold
+        paid = [json.loads(line) for line in served.read_text().splitlines()]
+        paid = [line for line in paid if line["status"] == 200]
+        assert len(paid) == _store_rows(tmp_path / "store-inproc.sqlite") + _store_rows(tmp_path / "store-pooled.sqlite")
+    finally:
+        procs.stop_all()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return bool(api_json(url))
+    except (OSError, ValueError):
+        return False
