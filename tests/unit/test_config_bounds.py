@@ -16,6 +16,8 @@ pytestmark = pytest.mark.robustness
     ("sandbox.workers=100000", ["sandbox.workers", "less than or equal to 256"]),  # all started at once
     ("teacher.concurrency=1000000", ["teacher.concurrency", "less than or equal to 1024"]),
     ("data.benchmarks=[gsm8k, gsm8k]", ["data.benchmarks", "listed twice"]),
+    ("run.gpu_work_pool=gpu/pool", ["run.gpu_work_pool", "should match pattern"]),  # it names deployments FLOW/POOL
+    ("run.gpu_work_pool=''", ["run.gpu_work_pool", "at least 1 character"]),
 ])
 def test_a_value_the_run_cannot_use_is_one_line_naming_the_key(override, words):
     with pytest.raises(ConfigError) as e:

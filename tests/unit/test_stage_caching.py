@@ -127,3 +127,16 @@ def test_every_task_with_retries_retries_only_transient_failures():
     assert {t.name for t in retried} == {"generate-solutions", "generate-variants", "evaluate", "feedback"}
     for t in retried:
         assert t.retry_condition_fn is retry_transient, t.name
+
+
+def test_the_gpu_work_pool_is_in_no_stage_key():
+    # a run resumed with or without run.gpu_work_pool finds the stages it finished in the other layout
+    from tasks import stages
+
+    pooled = changed(run={"gpu_work_pool": "gpu-pool"})
+    for task in (stages.train_task, stages.evaluate_task, stages.feedback_task, stages.generate_solutions_task,
+                 stages.generate_variants_task):
+        names = [n for n in task.fn.__code__.co_varnames[:task.fn.__code__.co_argcount] if n != "cfg"]
+        params = {n: "/nowhere" for n in names}
+        assert task.cache_key_fn(None, {"cfg": pooled, **params}) == task.cache_key_fn(None, {"cfg": FDDConfig(),
+                                                                                              **params}), task.name
