@@ -91,6 +91,13 @@ def test_gpu_stages_run_on_the_gpu_pool_and_survive_a_killed_gpu_worker(tmp_path
         for pool in ("cpu-pool", "gpu-pool"):
             made = server.cli("work-pool", "create", pool, "--type", "process")
             assert made.returncode == 0, made.stdout + made.stderr
+        # a pool without the stage deployments: one line naming the key, before anything is bought or trained
+        early = server.cli("run", "--set", "run.gpu_work_pool=gpu-pool", "--set", f"run.runs_dir={tmp_path / 'early'}",
+                           "--set", f"teacher.cache_path={tmp_path / 'early.sqlite'}", program=FDD, timeout=240)
+        assert early.returncode != 0 and early.stderr.splitlines()[-1] == (
+            "error: run.gpu_work_pool: no deployment fdd-train/gpu-pool on the Prefect server; deploy "
+            "deployments/prefect.yaml (deployments/README.md, Two pools)"), early.stdout + early.stderr
+        assert not (tmp_path / "early.sqlite").exists() and not (tmp_path / "early" / "demo" / "rounds").exists()
         deploy = server.cli("deploy", "--all", "--prefect-file", "deployments/prefect.yaml", cwd=repo, timeout=240)
         assert deploy.returncode == 0, deploy.stdout + deploy.stderr
         # the zombie automation as shipped, with a shorter silence: 45 s, above the GPU worker's 30 s heartbeat

@@ -36,15 +36,18 @@ NAME = "demo-test"
 def test_prefect_yaml_deployments_resolve_to_their_profiles():
     spec = yaml.safe_load((REPO / "deployments" / "prefect.yaml").read_text())
     deployments = {d["name"]: d for d in spec["deployments"] if d["entrypoint"] == "flows/fdd_flow.py:fdd"}
-    assert set(deployments) == {"demo", "gsm8k"}
+    assert set(deployments) == {"demo", "gsm8k", "gsm8k-two-pools"}
+    profiles = {"demo": ("demo", []), "gsm8k": ("gsm8k", []),
+                "gsm8k-two-pools": ("gsm8k", ["run.gpu_work_pool=gpu-pool"])}  # the same run, GPU stages on gpu-pool
     for name, d in deployments.items():
         assert d["entrypoint"] == "flows/fdd_flow.py:fdd"
         assert (REPO / d["entrypoint"].split(":")[0]).is_file()
         # every key left out takes the FDDConfig default, so the deployment runs exactly the profile
-        assert FDDConfig.model_validate(d["parameters"]["cfg"]) == load_config(name), name
+        assert FDDConfig.model_validate(d["parameters"]["cfg"]) == load_config(*profiles[name]), name
         assert all(s["active"] is False for s in d["schedules"]), "example schedules are inactive by default"
     assert deployments["demo"]["work_pool"]["name"] == "cpu-pool"
     assert deployments["gsm8k"]["work_pool"]["name"] == "gpu-pool"
+    assert deployments["gsm8k-two-pools"]["work_pool"]["name"] == "cpu-pool"
     # the gsm8k profile's vLLM interpreter is the one the GPU image builds
     vllm_python = deployments["gsm8k"]["parameters"]["cfg"]["inference"]["vllm_python"]
     assert f"FDD_VLLM_PYTHON={vllm_python}" in (REPO / "docker" / "Dockerfile.gpu").read_text()
