@@ -36,8 +36,12 @@ NAME = "demo-test"
 def test_prefect_yaml_deployments_resolve_to_their_profiles():
     spec = yaml.safe_load((REPO / "deployments" / "prefect.yaml").read_text())
     deployments = {d["name"]: d for d in spec["deployments"]}
-    assert set(deployments) == {"demo", "gsm8k"}
-    for name, d in deployments.items():
+    assert {"demo", "gsm8k", "sweep"} <= set(deployments)
+    # a sweep's runs each send their whole cfg (bench/bench_method.py --deployment): its own is the flow's default
+    assert deployments["sweep"]["entrypoint"] == "flows/fdd_flow.py:fdd" and deployments["sweep"]["parameters"] == {}
+    assert deployments["sweep"]["work_pool"]["name"] == "cpu-pool"
+    for name in ("demo", "gsm8k"):
+        d = deployments[name]
         assert d["entrypoint"] == "flows/fdd_flow.py:fdd"
         assert (REPO / d["entrypoint"].split(":")[0]).is_file()
         # every key left out takes the FDDConfig default, so the deployment runs exactly the profile
