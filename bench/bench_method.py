@@ -251,8 +251,8 @@ PROFILES = {
     "full": {"seeds": [0, 1, 2], "rounds": 3, "k": [1, 2, 4], "sets": []},
     # every configuration small (a few minutes in all on 2 CPU cores): a check that the benchmark runs, not a result
     "smoke": {"seeds": [0], "rounds": 1, "k": [1, 2],
-              "sets": ["data.n_seed=20", "data.n_synthetic_test=20", "data.eval_limit=20", "training.max_steps=30",
-                       "inference.max_new_tokens=64"]},
+              "sets": ["data.n_seed=12", "data.n_synthetic_test=12", "training.max_steps=4",
+                       "inference.max_new_tokens=32"]},
 }
 
 

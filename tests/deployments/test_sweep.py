@@ -4,7 +4,7 @@ A real `prefect server start` (SQLite), cpu-pool with a concurrency limit of 2, 
 deployments/prefect.yaml, and two real `prefect worker start --limit 1` processes whose FDD_REPO is a copy of
 the checkout. bench/bench_method.py --profile smoke runs once one configuration after another (`fdd run`
 subprocesses, today's way) and once with --deployment fdd/sweep; both write method.json, which must hold the same
-rows. The sweep's flow runs must have been taken by both workers, overlap in time, and `budget` (which spends
+rows, and whose students have the same weights (bit for bit). The sweep's flow runs must have been taken by both workers, overlap in time, and `budget` (which spends
 what FDD spent) must start only after FDD's run ended.
 """
 
@@ -66,6 +66,13 @@ def _bench(server, name: str, *extra: str) -> dict:
     return json.loads((out / "method.json").read_text())
 
 
+def _students(runs: Path) -> dict[str, str]:
+    """Every trained student's checkpoint hash (its files' names and bytes, fdd_core.store.tree_sha256), by run
+    and round: equal hashes are bit-for-bit equal weights."""
+    return {str(m.parent.parent.relative_to(runs)): json.loads(m.read_text())["outputs"]["model"]["sha256"]
+            for m in sorted(runs.glob("*/rounds/r*/student/MANIFEST.json"))}
+
+
 def _time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
@@ -80,6 +87,11 @@ def test_the_sweep_on_two_workers_writes_the_tables_the_sequential_benchmark_wri
     assert all(r["requests"] > 0 and r["train_size"] > 0 for r in sequential["rows"]), sequential["rows"]
     for key in SAME:
         assert swept[key] == sequential[key], key
+    # the students themselves: trained in worker processes two at a time, as alone in `fdd run`
+    students = _students(server.root / "sequential-runs")
+    assert sorted(students) == ["budget-s0/rounds/r0", "fdd-s0/rounds/r0", "fdd-s0/rounds/r1", "k1-s0/rounds/r0",
+                                "k2-s0/rounds/r0"], sorted(students)
+    assert _students(server.root / "swept-runs") == students
 
     sweep = server.get("/deployments/name/fdd/sweep")
     runs = server.get("/flow_runs/filter", {"limit": 50, "offset": 0, "deployments": {"id": {"any_": [sweep["id"]]}}})
