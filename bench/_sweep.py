@@ -32,11 +32,20 @@ def run_config(workdir: Path, name: str, sets: list[str]) -> dict:
     return cfg.model_dump(mode="json")
 
 
-def sweep(deployment: str, workdir: Path, first: dict[str, list[str]], then: Followup) -> dict[str, tuple[list[str], dict]]:
+class SweepFailed(RuntimeError):
+    """A configuration's flow run ended other than Completed; str() names it, its state and message."""
+
+
+def sweep(deployment: str, workdir: Path, first: dict[str, list[str]],
+          then: Followup) -> dict[str, tuple[list[str], dict]]:
     """Run every configuration of `first` (name -> overrides), in that order of submission, and each follow-up
     then(name, report) returns once `name` completed; {name: (overrides, report.json)} when all completed.
-    A run that ends otherwise stops the sweep with one line naming it, its state and message."""
-    return asyncio.run(_sweep(deployment, workdir, first, then))
+    A run that ends otherwise stops the sweep with one line naming it, its state and message (the runs already
+    submitted go on: an interrupted sweep is resumed by running it again)."""
+    try:
+        return asyncio.run(_sweep(deployment, workdir, first, then))
+    except SweepFailed as e:
+        raise SystemExit(str(e)) from None
 
 
 async def _sweep(deployment: str, workdir: Path, first: dict[str, list[str]], then: Followup):
@@ -60,7 +69,11 @@ async def _sweep(deployment: str, workdir: Path, first: dict[str, list[str]], th
                 n_name, n_sets = nxt
                 await follow(n_name, n_sets, await _submit(client, deployment, workdir, n_name, n_sets, started))
 
-        await asyncio.gather(*(follow(*s) for s in submitted), _idle_hint(client, [s[2] for s in submitted]))
+        hint = asyncio.create_task(_idle_hint(client, [s[2] for s in submitted]))
+        try:
+            await asyncio.gather(*(follow(*s) for s in submitted))
+        finally:
+            hint.cancel()
     return done
 
 
@@ -94,7 +107,7 @@ async def _finished(client, run_id, name: str, workdir: Path, started: float) ->
             break
         await asyncio.sleep(POLL_S)
     if not run.state.is_completed():
-        raise SystemExit(f"{name}: flow run {run_id} ended {run.state.name}: {run.state.message} "
+        raise SweepFailed(f"{name}: flow run {run_id} ended {run.state.name}: {run.state.message} "
                          f"(its logs: prefect flow-run logs {run_id})")
     print(f"[{time.monotonic() - started:5.0f} s] {name}: completed", flush=True)
     return json.loads((workdir / name / "report.json").read_text())

@@ -37,7 +37,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from fdd_core.config_files import load_config  # noqa: E402
+from fdd_core.config_files import ConfigError, load_config  # noqa: E402
+from fdd_core.run_data import check_run_values  # noqa: E402
 from fdd_core.similarity import jaccard, word_bag  # noqa: E402
 from fdd_core.synthetic import SEED_STEP_WEIGHTS  # noqa: E402
 from fdd_core.store import atomic_write_text, iter_jsonl  # noqa: E402
@@ -275,7 +276,8 @@ def budget_run(a: argparse.Namespace, workdir: Path, seed: int, report: dict) ->
     """Plain distillation with the teacher requests FDD spent in all its rounds (needs FDD's report)."""
     spent = sum(used(r["teacher"]) for r in report["rounds"])
     k, n_seed = report["config"]["teacher"]["k_solutions"], report["config"]["data"]["n_seed"]
-    return f"budget-s{seed}", [*common_sets(a, workdir, seed), "run.rounds=0", f"data.n_seed={max(n_seed, round(spent / k))}"]
+    n_budget = max(n_seed, round(spent / k))
+    return f"budget-s{seed}", [*common_sets(a, workdir, seed), "run.rounds=0", f"data.n_seed={n_budget}"]
 
 
 def seed_rows(a: argparse.Namespace, workdir: Path, seed: int, k: int, report_of) -> list[dict]:
@@ -352,7 +354,12 @@ def main() -> None:
     rows: list[dict] = []
     leak: dict = {"generated": [], "test_vs_test": [], "decisions": Counter()}
     started = time.monotonic()
-    k = load_config("demo", a.sets).teacher.k_solutions  # run.seed and the store path leave it as it is
+    try:  # a bad --set is one line before any run starts, either way (each run's own overrides are ours)
+        cfg = load_config("demo", a.sets)
+        check_run_values(cfg)
+    except ConfigError as e:
+        raise SystemExit(f"error: {e}") from None
+    k = cfg.teacher.k_solutions  # run.seed and the store path leave it as it is
     if a.deployment:
         report_of = swept(a, workdir, k)
     else:

@@ -1,11 +1,11 @@
 """The method benchmark as a sweep: its configurations as concurrent flow runs of fdd/sweep on two process workers.
 
 A real `prefect server start` (SQLite), cpu-pool with a concurrency limit of 2, `prefect deploy --name sweep` of
-deployments/prefect.yaml, and two real `prefect worker start --limit 1` processes whose FDD_REPO is a copy of
-the checkout. bench/bench_method.py --profile smoke runs once one configuration after another (`fdd run`
-subprocesses, today's way) and once with --deployment fdd/sweep; both write method.json, which must hold the same
-rows, and whose students have the same weights (bit for bit). The sweep's flow runs must have been taken by both workers, overlap in time, and `budget` (which spends
-what FDD spent) must start only after FDD's run ended.
+deployments/prefect.yaml, and two real `prefect worker start --limit 1` processes whose FDD_REPO is a copy of the
+checkout. bench/bench_method.py --profile smoke runs once one configuration after another (`fdd run` subprocesses,
+today's way) and once with --deployment fdd/sweep; both write method.json, which must hold the same rows, and whose
+students have the same weights (bit for bit). The sweep's flow runs must have been taken by both workers, overlap
+in time, and `budget` (which spends what FDD spent) must start only after FDD's run ended.
 """
 
 from __future__ import annotations
@@ -106,3 +106,21 @@ def test_the_sweep_on_two_workers_writes_the_tables_the_sequential_benchmark_wri
     spans = sorted((_time(r["start_time"]), _time(r["end_time"]), r["name"]) for r in runs)
     assert any(b[0] < a[1] for a, b in zip(spans, spans[1:])), spans
     assert _time(by_name["budget-s0"]["start_time"]) >= _time(by_name["fdd-s0"]["end_time"])
+
+
+def test_a_bad_value_or_deployment_is_one_line_before_any_run_is_created(sweep_server):
+    server = sweep_server
+    sweep = server.get("/deployments/name/fdd/sweep")
+    before = server.get("/flow_runs/filter", {"limit": 50, "offset": 0, "deployments": {"id": {"any_": [sweep["id"]]}}})
+    for extra, line in [
+        (["--deployment", "fdd/sweep", "--set", "data.benchmarks=[gsm8kk]"],
+         "error: data.benchmarks: unknown benchmark 'gsm8kk'; known: synthetic-test, "),
+        (["--deployment", "fdd/nope"], f"--deployment fdd/nope: not found on {server.api}"),
+    ]:
+        done = subprocess.run([sys.executable, str(BENCH), "--profile", "smoke", "--workdir", str(server.root / "bad"),
+                               "--out", str(server.root / "bad-out"), *extra], env=server.env, cwd=REPO, capture_output=True, text=True, timeout=300,
+                              stdin=subprocess.DEVNULL)
+        assert done.returncode == 1 and done.stderr.startswith(line), done.stdout + done.stderr
+        assert done.stderr.count("\n") == 1, done.stderr
+    after = server.get("/flow_runs/filter", {"limit": 50, "offset": 0, "deployments": {"id": {"any_": [sweep["id"]]}}})
+    assert len(after) == len(before), "a refused sweep created runs"
