@@ -316,7 +316,10 @@ def swept(a: argparse.Namespace, workdir: Path, k: int):
     the finished runs, checking that each ran with the overrides the sequential benchmark would give it."""
     from _sweep import sweep  # bench/ is on sys.path: scripts run as python bench/NAME.py
 
-    first = {name: sets for seed in a.seeds for name, sets in first_wave(a, workdir, seed, k).items()}
+    waves = [first_wave(a, workdir, seed, k).items() for seed in a.seeds]
+    # FDD's runs are submitted first (workers take runs in that order): the longest, and each budget run waits for one
+    first = {name: sets for fdd in (True, False) for wave in waves for name, sets in wave
+             if name.startswith("fdd-") == fdd}
 
     def then(name: str, report: dict):
         return budget_run(a, workdir, int(name.rsplit("-s", 1)[1]), report) if name.startswith("fdd-s") else None
