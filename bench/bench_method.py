@@ -11,11 +11,14 @@ their data. Each row: held-out synthetic accuracy overall and by number of steps
 Leakage: for every problem FDD generated, its highest word-bag similarity (the curation's measure) to any
 test problem, as a histogram against the same figure for each test problem to the rest of the test set.
 
-Every configuration is an ordinary `fdd run` (subprocess) under --workdir, so an interrupted benchmark
-resumes where it stopped. Writes method.json, method.md and PNG plots to --out.
+Every configuration is an ordinary `fdd run` (subprocess) under --workdir, one after another, so an interrupted
+benchmark resumes where it stopped. With --deployment fdd/sweep, each is instead a flow run of that Prefect
+deployment, submitted at once (bench/_sweep.py): N workers run N configurations at the same time; `budget-sS`
+is submitted when `fdd-sS` completed (it spends what FDD spent). The tables are made from the run directories
+either way. Writes method.json, method.md and PNG plots to --out. --profile smoke makes every configuration small.
 
-Usage: python bench/bench_method.py [--seeds 0 1 2] [--rounds 3] [--k 1 2 4] [--out docs/results]
-       [--workdir bench-runs/method] [--set key=value ...]
+Usage: python bench/bench_method.py [--profile full|smoke] [--seeds 0 1 2] [--rounds 3] [--k 1 2 4]
+       [--out docs/results] [--workdir bench-runs/method] [--set key=value ...] [--deployment fdd/sweep]
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from fdd_core.config_files import ConfigError, load_config  # noqa: E402
+from fdd_core.run_data import check_run_values  # noqa: E402
 from fdd_core.similarity import jaccard, word_bag  # noqa: E402
 from fdd_core.synthetic import SEED_STEP_WEIGHTS  # noqa: E402
 from fdd_core.store import atomic_write_text, iter_jsonl  # noqa: E402
@@ -243,46 +248,128 @@ def write_outputs(rows: list[dict], leak: dict, a: argparse.Namespace, started: 
     return markdown(summary, checks, machine)
 
 
+PROFILES = {
+    "full": {"seeds": [0, 1, 2], "rounds": 3, "k": [1, 2, 4], "sets": []},
+    # every configuration small (a few minutes in all on 2 CPU cores): a check that the benchmark runs, not a result
+    "smoke": {"seeds": [0], "rounds": 1, "k": [1, 2],
+              "sets": ["data.n_seed=12", "data.n_synthetic_test=12", "training.max_steps=4",
+                       "inference.max_new_tokens=32"]},
+}
+
+
+def common_sets(a: argparse.Namespace, workdir: Path, seed: int) -> list[str]:
+    """Overrides every run of a seed has: the seed, and one response store the seed's runs share."""
+    return [*a.sets, f"run.seed={seed}", f"teacher.cache_path={workdir / f'teacher-s{seed}.sqlite'}"]
+
+
+def first_wave(a: argparse.Namespace, workdir: Path, seed: int, k: int) -> dict[str, list[str]]:
+    """A seed's configurations that need no other run's result: FDD itself and the paths sweep's other k."""
+    common = common_sets(a, workdir, seed)
+    runs = {f"fdd-s{seed}": [*common, f"run.rounds={a.rounds}"]}
+    for kk in a.k:
+        if kk != k:  # k = the profile's k_solutions: FDD's round 0 is that row
+            runs[f"k{kk}-s{seed}"] = [*common, "run.rounds=0", f"teacher.k_solutions={kk}"]
+    return runs
+
+
+def budget_run(a: argparse.Namespace, workdir: Path, seed: int, report: dict) -> tuple[str, list[str]]:
+    """Plain distillation with the teacher requests FDD spent in all its rounds (needs FDD's report)."""
+    spent = sum(used(r["teacher"]) for r in report["rounds"])
+    k, n_seed = report["config"]["teacher"]["k_solutions"], report["config"]["data"]["n_seed"]
+    n_budget = max(n_seed, round(spent / k))
+    return f"budget-s{seed}", [*common_sets(a, workdir, seed), "run.rounds=0", f"data.n_seed={n_budget}"]
+
+
+def seed_rows(a: argparse.Namespace, workdir: Path, seed: int, k: int, report_of) -> list[dict]:
+    """A seed's rows; report_of(name, overrides) gives the report.json of that configuration's run."""
+    wave = first_wave(a, workdir, seed, k)
+    name = f"fdd-s{seed}"
+    report = report_of(name, wave[name])
+    run_dir = workdir / name
+    rows = []
+    # plain distillation paid only for the seed solutions; FDD after N rounds for rounds 0..N-1 (round 0's
+    # requests include the solutions)
+    solutions = json.loads((run_dir / "rounds" / "r0" / "solutions" / "MANIFEST.json").read_text())
+    plain_requests = used(solutions["result"]["teacher"])
+    rows.append(row("plain", seed, report, run_dir, 0, plain_requests))
+    spent = 0
+    for r in report["rounds"]:
+        if r["round"] > 0:
+            rows.append(row(f"fdd-r{r['round']}", seed, report, run_dir, r["round"], spent))
+        spent += used(r["teacher"])
+    bname, bsets = budget_run(a, workdir, seed, report)
+    b = report_of(bname, bsets)
+    rows.append(row("budget", seed, b, workdir / bname, 0, used(b["rounds"][0]["teacher"])))
+    for kk in a.k:
+        if kk == k:
+            kr, kdir, kreq = report, run_dir, plain_requests
+        else:
+            kname = f"k{kk}-s{seed}"
+            kr = report_of(kname, wave[kname])
+            kdir, kreq = workdir / kname, used(kr["rounds"][0]["teacher"])
+        rows.append(row(f"k={kk}", seed, kr, kdir, 0, kreq))
+    return rows
+
+
+def swept(a: argparse.Namespace, workdir: Path, k: int):
+    """Every configuration as a flow run of --deployment, concurrently (bench/_sweep.py); report_of then reads
+    the finished runs, checking that each ran with the overrides the sequential benchmark would give it."""
+    from _sweep import sweep  # bench/ is on sys.path: scripts run as python bench/NAME.py
+
+    waves = [first_wave(a, workdir, seed, k).items() for seed in a.seeds]
+    # FDD's runs are submitted first (workers take runs in that order): the longest, and each budget run waits for one
+    first = {name: sets for fdd in (True, False) for wave in waves for name, sets in wave
+             if name.startswith("fdd-") == fdd}
+
+    def then(name: str, report: dict):
+        return budget_run(a, workdir, int(name.rsplit("-s", 1)[1]), report) if name.startswith("fdd-s") else None
+
+    runs = sweep(a.deployment, workdir, first, then)
+
+    def report_of(name: str, sets: list[str]) -> dict:
+        ran, report = runs[name]
+        assert ran == sets, f"{name} ran with {ran}, the sequential benchmark would give {sets}"
+        return report
+
+    return report_of
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--k", type=int, nargs="*", default=[1, 2, 4], help="paths sweep (empty: skip)")
+    ap.add_argument("--profile", choices=sorted(PROFILES), default="full",
+                    help="defaults of --seeds, --rounds, --k and overrides of every run (smoke: all small)")
+    ap.add_argument("--seeds", type=int, nargs="+")
+    ap.add_argument("--rounds", type=int)
+    ap.add_argument("--k", type=int, nargs="*", help="paths sweep (empty: skip)")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "results")
     ap.add_argument("--workdir", type=Path, default=REPO / "bench-runs" / "method")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="override for every run")
+    ap.add_argument("--deployment", help="run every configuration as a flow run of this Prefect deployment (e.g. "
+                    "fdd/sweep, at PREFECT_API_URL), as many at once as its workers take; default: one after another")
     a = ap.parse_args()
+    profile = PROFILES[a.profile]
+    for key in ("seeds", "rounds", "k"):
+        if getattr(a, key) is None:
+            setattr(a, key, profile[key])
+    a.sets = [*profile["sets"], *a.sets]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     workdir = a.workdir.resolve()
     rows: list[dict] = []
     leak: dict = {"generated": [], "test_vs_test": [], "decisions": Counter()}
     started = time.monotonic()
+    try:  # a bad --set is one line before any run starts, either way (each run's own overrides are ours)
+        cfg = load_config("demo", a.sets)
+        check_run_values(cfg)
+    except ConfigError as e:
+        raise SystemExit(f"error: {e}") from None
+    k = cfg.teacher.k_solutions  # run.seed and the store path leave it as it is
+    if a.deployment:
+        report_of = swept(a, workdir, k)
+    else:
+        def report_of(name: str, sets: list[str]) -> dict:
+            return fdd_run(workdir, name, sets)
     for seed in a.seeds:
-        common = [*a.sets, f"run.seed={seed}", f"teacher.cache_path={workdir / f'teacher-s{seed}.sqlite'}"]
-        report = fdd_run(workdir, f"fdd-s{seed}", [*common, f"run.rounds={a.rounds}"])
-        run_dir = workdir / f"fdd-s{seed}"
-        k = report["config"]["teacher"]["k_solutions"]
-        n_seed = report["config"]["data"]["n_seed"]
-        # plain distillation paid only for the seed solutions; FDD after N rounds for rounds 0..N-1 (round 0's
-        # requests include the solutions)
-        solutions = json.loads((run_dir / "rounds" / "r0" / "solutions" / "MANIFEST.json").read_text())
-        plain_requests = used(solutions["result"]["teacher"])
-        rows.append(row("plain", seed, report, run_dir, 0, plain_requests))
-        spent = 0
-        for r in report["rounds"]:
-            if r["round"] > 0:
-                rows.append(row(f"fdd-r{r['round']}", seed, report, run_dir, r["round"], spent))
-            spent += used(r["teacher"])
-        budget_seeds = max(n_seed, round(spent / k))
-        b = fdd_run(workdir, f"budget-s{seed}", [*common, "run.rounds=0", f"data.n_seed={budget_seeds}"])
-        rows.append(row("budget", seed, b, workdir / f"budget-s{seed}", 0, used(b["rounds"][0]["teacher"])))
-        for kk in a.k:
-            if kk == k:
-                kr, kdir, kreq = report, run_dir, plain_requests
-            else:
-                kr = fdd_run(workdir, f"k{kk}-s{seed}", [*common, "run.rounds=0", f"teacher.k_solutions={kk}"])
-                kdir, kreq = workdir / f"k{kk}-s{seed}", used(kr["rounds"][0]["teacher"])
-            rows.append(row(f"k={kk}", seed, kr, kdir, 0, kreq))
+        rows += seed_rows(a, workdir, seed, k, report_of)
         seed_leak = leakage(workdir, seed)
         for key in ("generated", "test_vs_test"):
             leak[key] += seed_leak[key]
@@ -290,7 +377,6 @@ def main() -> None:
         text = write_outputs(rows, leak, a, started)
         print(f"seed {seed} done ({time.monotonic() - started:.0f} s)", flush=True)
     print(text)
-
 
 
 if __name__ == "__main__":

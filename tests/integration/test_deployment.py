@@ -36,7 +36,10 @@ NAME = "demo-test"
 def test_prefect_yaml_deployments_resolve_to_their_profiles():
     spec = yaml.safe_load((REPO / "deployments" / "prefect.yaml").read_text())
     deployments = {d["name"]: d for d in spec["deployments"] if d["entrypoint"] == "flows/fdd_flow.py:fdd"}
-    assert set(deployments) == {"demo", "gsm8k", "gsm8k-two-pools"}
+    assert set(deployments) == {"demo", "gsm8k", "gsm8k-two-pools", "sweep"}
+    # a sweep's runs each send their whole cfg (bench/bench_method.py --deployment): its own is the flow's default
+    sweep = deployments.pop("sweep")
+    assert sweep["parameters"] == {} and sweep["work_pool"]["name"] == "cpu-pool"
     profiles = {"demo": ("demo", []), "gsm8k": ("gsm8k", []),
                 "gsm8k-two-pools": ("gsm8k", ["run.gpu_work_pool=gpu-pool"])}  # the same run, GPU stages on gpu-pool
     for name, d in deployments.items():
