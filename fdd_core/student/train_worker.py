@@ -1,0 +1,56 @@
+"""One data-parallel training worker: `torchrun ... -m fdd_core.student.train_worker JOB.json` (launch.py starts it).
+
+Every rank runs train_student on the job; the Trainer reads torchrun's environment (RANK, WORLD_SIZE, ...) and
+trains with DDP. Rank 0 writes the model, logs and MANIFEST, reports progress on stdout and records the result at
+the job's "result" path. A rank that fails writes one error line for the parent, its traceback to stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from ..config import FDDConfig
+from ..progress import Update, listening
+from ..store import atomic_write_text
+from .launch import ERROR, PROGRESS, STARTED
+
+
+def _say(tag: str, record: dict) -> None:
+    print(tag + json.dumps(record), flush=True)
+
+
+def _report(update: Update) -> None:
+    if update.stage == "train" and not update.finished:
+        _say(PROGRESS, {"done": update.done, "total": update.total, "facts": dict(update.facts)})
+
+
+def main(argv: list[str]) -> int:
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    _say(STARTED, {"rank": rank, "pid": os.getpid()})
+    try:
+        job = json.loads(Path(argv[1]).read_text(encoding="utf-8"))
+        cfg = FDDConfig.model_validate(job["config"])
+        if world != cfg.training.processes:
+            raise RuntimeError(f"torchrun started {world} workers for training.processes={cfg.training.processes}")
+        from .train import train_student
+
+        with listening(_report) if rank == 0 else contextlib.nullcontext():
+            result = train_student(cfg, Path(job["train_path"]), Path(job["out_dir"]), base=job["base"],
+                                   previous=Path(job["previous"]) if job["previous"] else None)
+        if rank == 0:
+            atomic_write_text(Path(job["result"]), result.model_dump_json())
+    except BaseException as e:  # noqa: BLE001 - any failure becomes the parent's one line, then a non-zero exit
+        message = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        _say(ERROR, {"rank": rank, "error": f"training worker rank {rank} failed: {type(e).__name__}: {message}"})
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
