@@ -184,6 +184,15 @@ class TrainingConfig(_Section):
     )
 
 
+def batch_split_error(tc: TrainingConfig) -> str | None:
+    """Why training.batch_size cannot be shared among training.processes, or None when it can."""
+    if tc.batch_size % tc.processes == 0:
+        return None
+    return (f"training.batch_size={tc.batch_size} is not a multiple of training.processes={tc.processes}: each "
+            f"process takes batch_size / processes examples of a step (e.g. training.batch_size="
+            f"{tc.processes * max(1, round(tc.batch_size / tc.processes))})")
+
+
 class InferenceConfig(_Section):
     backend: Literal["hf", "vllm"] = Field("hf", description="hf (transformers generate) or vllm (GPU, own environment).")
     batch_size: int = Field(64, ge=1, description="Problems per generation batch (hf backend).")

@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from ..config import FDDConfig
+from ..config import FDDConfig, batch_split_error
 from ..config_files import ConfigError
 from ..progress import track
 from ..results import TrainResult
@@ -45,11 +45,9 @@ def launched_worker() -> bool:
 
 def per_process_batch(cfg: FDDConfig) -> int:
     """Examples each process takes per step (the global batch, training.batch_size, is the same at any count)."""
-    tc = cfg.training
-    if tc.batch_size % tc.processes:
-        raise ConfigError(f"training.batch_size={tc.batch_size} is not a multiple of training.processes="
-                          f"{tc.processes}: each process takes batch_size / processes examples of a step")
-    return tc.batch_size // tc.processes
+    if (split := batch_split_error(cfg.training)) is not None:
+        raise ConfigError(split)
+    return cfg.training.batch_size // cfg.training.processes
 
 
 def check_processes(cfg: FDDConfig, device: str, gpus: int) -> None:
@@ -104,8 +102,9 @@ def train_in_processes(cfg: FDDConfig, train_path: Path, out_dir: Path, *, base:
 
 def _follow(proc: subprocess.Popen, tracker, progress, workers: list[int]) -> tuple[str | None, deque]:
     """Read the workers' output to its end: progress to the tracker, PIDs to `workers`, the rest to the log.
-    Returns the first error line a worker wrote (None if none did) and the last lines of output."""
-    error, tail = None, deque(maxlen=30)
+    Returns the failure to report (None when no worker failed) and the last lines of output."""
+    errors: dict[int, str] = {}  # rank -> the error line that rank wrote
+    tail: deque = deque(maxlen=40)
     assert proc.stdout is not None
     for line in proc.stdout:
         line = line.rstrip("\n")
@@ -117,12 +116,40 @@ def _follow(proc: subprocess.Popen, tracker, progress, workers: list[int]) -> tu
         elif line.startswith(STARTED):
             workers.append(int(json.loads(line[len(STARTED):])["pid"]))
         elif line.startswith(ERROR):
-            error = error or json.loads(line[len(ERROR):])["error"]
+            record = json.loads(line[len(ERROR):])
+            errors.setdefault(int(record["rank"]), record["error"])
         elif line.strip():
             tail.append(line)
             log.info("%s", line)
     proc.wait()
-    return error, tail
+    return first_failure(errors, list(tail)), tail
+
+
+def first_failure(errors: dict[int, str], lines: list[str]) -> str | None:
+    """The worker that failed first, as torchrun's summary names it ("Root Cause"): its own error line, or how it
+    died (a killed worker writes none); the others' errors (a peer's lost connection) only follow from it."""
+    root = _root_cause(lines)
+    if root is not None:
+        rank, how = root
+        return errors.get(rank) or f"training worker rank {rank} died: {how}"
+    return next(iter(errors.values()), None)
+
+
+def _root_cause(lines: list[str]) -> tuple[int, str] | None:
+    """(rank, "exitcode -9 (SIGKILL)") from torchrun's failure summary, None when it printed none."""
+    marks = [i for i, line in enumerate(lines) if "Root Cause" in line]
+    if not marks:
+        return None
+    fields = {}
+    for line in lines[marks[-1] + 1:]:
+        key, sep, value = line.partition(":")
+        if sep and key.strip() in ("rank", "exitcode", "traceback") and key.strip() not in fields:
+            fields[key.strip()] = value.strip()
+    if "rank" not in fields:
+        return None
+    rank = int(fields["rank"].split()[0])
+    how = " ".join(f"{k} {fields[k]}" for k in ("exitcode", "traceback") if k in fields)
+    return rank, how
 
 
 def _stop(proc: subprocess.Popen, workers: list[int]) -> None:

@@ -148,6 +148,7 @@ def training_arguments(cfg: FDDConfig, output_dir: Path, steps: int, *, device: 
         dataloader_num_workers=0,
         train_sampling_strategy="group_by_length" if tc.group_by_length else "random",
         remove_unused_columns=False,
+        ddp_find_unused_parameters=False,  # several processes: every parameter takes part in each step
     )
 
 
