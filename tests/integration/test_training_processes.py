@@ -95,19 +95,34 @@ def test_a_worker_killed_mid_training_fails_the_stage_and_leaves_nothing(tmp_pat
 
     def kill_a_worker(done: int, total: int) -> None:
         if done >= 2 and not killed:  # training is under way: every worker is past its start
-            workers = [p for p in psutil.Process().children(recursive=True)
-                       if "fdd_core.student.train_worker" in " ".join(p.cmdline())]
-            family.extend(workers)
+            family.extend(psutil.Process().children(recursive=True))  # torchrun and its workers
+            workers = [p for p in family if "torch.distributed.run" not in p.cmdline()]
             killed.append(workers[-1])
             os.kill(workers[-1].pid, signal.SIGKILL)
 
     out = tmp_path / "dies"
     with pytest.raises(TrainingWorkerError, match=r"training worker rank \d died: exitcode -9 .*SIGKILL"):
         train_student(tiny_cfg(2, max_steps=2000), train, out, base=base, progress=kill_a_worker)
-    assert killed and len(family) == 2
-    assert not [p.pid for p in family if is_alive(p)]  # no orphan keeps training
+    assert killed and len(family) == 3
+    assert not [p.pid for p in family if is_alive(p)]  # neither torchrun nor a worker is left running
     assert finished_stage(out, {"train": train}, TrainResult) is None
     assert not (out / MANIFEST).exists() and not (out / "model").exists()
+
+
+@pytest.mark.slow
+def test_an_interrupted_parent_stops_torchrun_and_every_worker(tmp_path, data):
+    train, base = data
+    family: list[psutil.Process] = []
+
+    def interrupt(done: int, total: int) -> None:
+        if done >= 2:  # Ctrl-C (or Prefect cancelling the task) lands while the parent streams the workers' output
+            family.extend(psutil.Process().children(recursive=True))
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_student(tiny_cfg(2, max_steps=2000), train, tmp_path / "stop", base=base, progress=interrupt)
+    assert len(family) == 3 and not [p.pid for p in family if is_alive(p)]
+    assert finished_stage(tmp_path / "stop", {"train": train}, TrainResult) is None
 
 
 @pytest.mark.slow
@@ -116,7 +131,7 @@ def test_a_worker_that_fails_names_its_error_and_nothing_is_recorded_done(tmp_pa
     """Rank 0 cannot save the model on a full disk: the stage fails with that worker's own error line."""
     train, base = data
     disk, _ = small_disk
-    with pytest.raises(TrainingWorkerError, match=r"training worker rank 0 failed: OSError: .*No space left"):
+    with pytest.raises(TrainingWorkerError, match=r"training worker rank 0 failed: .*No space left on device"):
         train_student(tiny_cfg(2, max_steps=2), train, disk / "out", base=base)
     assert finished_stage(disk / "out", {"train": train}, TrainResult) is None
     assert not (disk / "out" / MANIFEST).exists()
