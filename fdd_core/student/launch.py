@@ -4,7 +4,8 @@ torchrun's environment and trains with DDP (nccl on CUDA, gloo on the CPU).
 
 The parent streams the workers' output (progress lines to the stage's tracker, the rest to the log), raises the
 failing worker's error line when one dies, and stops the whole family on an interrupt: torchrun first (it stops its
-workers), then any worker still running, by the PID it announced. Rank 0 alone writes the model, the logs and the
+workers), then any worker still running, by the PID it announced. The workers' stdin is a pipe only the parent
+writes to: if the parent dies however it dies (SIGKILL included), it reads EOF and every worker exits. Rank 0 alone writes the model, the logs and the
 MANIFEST, the same files as one process writes; the parent reads back the result rank 0 recorded.
 """
 
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 # What a worker writes on stdout for the parent, one JSON object after the tag on its own line.
 PROGRESS, ERROR, STARTED = "FDD-TRAIN-PROGRESS ", "FDD-TRAIN-ERROR ", "FDD-TRAIN-WORKER "
+PARENT_PIPE = "FDD_TRAIN_PARENT_PIPE"  # set: the workers' stdin is a pipe that only the parent writes to
 STOP_WAIT_S = 30.0  # torchrun's own grace for its workers is 30 s after SIGTERM
 
 
@@ -83,11 +85,11 @@ def train_in_processes(cfg: FDDConfig, train_path: Path, out_dir: Path, *, base:
             "config": cfg.model_dump(mode="json"), "train_path": str(train_path), "out_dir": str(out_dir),
             "base": str(base), "previous": str(previous) if previous else None, "result": str(result_path),
         }), encoding="utf-8")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", PARENT_PIPE: "1"}
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cfg.training.processes)))
         with track("train", "steps", 0, processes=cfg.training.processes) as tracker:
             proc = subprocess.Popen(torchrun_command(cfg.training.processes, job), env=env, cwd=os.getcwd(),
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     text=True, errors="replace", bufsize=1, start_new_session=True)
             workers: list[int] = []
             try:
@@ -153,8 +155,11 @@ def _root_cause(lines: list[str]) -> tuple[int, str] | None:
 
 
 def _stop(proc: subprocess.Popen, workers: list[int]) -> None:
-    """torchrun gets SIGTERM (it passes it on to its workers and waits for them), SIGKILL if it outlives the grace;
-    then any worker still alive is killed by PID (torchrun starts each in a session of its own)."""
+    """The workers' stdin is closed (each then exits at once: train_worker watches it), torchrun gets SIGTERM (it
+    stops its workers and waits for them), SIGKILL if it outlives the grace; then any worker still alive is killed
+    by PID (torchrun starts each in a session of its own)."""
+    if proc.stdin is not None:
+        proc.stdin.close()
     if proc.poll() is None:
         _signal_group(proc.pid, signal.SIGTERM)
         try:

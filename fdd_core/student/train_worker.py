@@ -2,7 +2,8 @@
 
 Every rank runs train_student on the job; the Trainer reads torchrun's environment (RANK, WORLD_SIZE, ...) and
 trains with DDP. Rank 0 writes the model, logs and MANIFEST, reports progress on stdout and records the result at
-the job's "result" path. A rank that fails writes one error line for the parent, its traceback to stderr.
+the job's "result" path. A rank that fails writes one error line for the parent, its traceback to stderr; every rank
+exits as soon as the launching process is gone (its stdin, a pipe from that process, reads EOF).
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import contextlib
 import json
 import os
 import sys
+import threading
 import traceback
 from pathlib import Path
 
 from ..config import FDDConfig
 from ..progress import Update, listening
 from ..store import atomic_write_text
-from .launch import ERROR, PROGRESS, STARTED
+from .launch import ERROR, PARENT_PIPE, PROGRESS, STARTED
 
 
 def _say(tag: str, record: dict) -> None:
@@ -29,8 +31,27 @@ def _report(update: Update) -> None:
         _say(PROGRESS, {"done": update.done, "total": update.total, "facts": dict(update.facts)})
 
 
+def _exit_when_the_parent_goes() -> None:
+    """The launching process holds the write end of our stdin: EOF means it is gone or stopping us, so exit now
+    (a worker whose stage nobody waits for must not train on for hours)."""
+    def wait() -> None:
+        try:
+            while sys.stdin.buffer.read(4096):
+                pass
+        except (OSError, ValueError):
+            pass
+        try:
+            print("training worker: the training stage's process is gone; stopping", file=sys.stderr, flush=True)
+        finally:  # stderr may be that process's pipe, closed with it
+            os._exit(1)
+
+    threading.Thread(target=wait, name="fdd-parent-watch", daemon=True).start()
+
+
 def main(argv: list[str]) -> int:
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    if os.environ.get(PARENT_PIPE):
+        _exit_when_the_parent_goes()
     _say(STARTED, {"rank": rank, "pid": os.getpid()})
     try:
         job = json.loads(Path(argv[1]).read_text(encoding="utf-8"))

@@ -223,7 +223,8 @@ def test_vllm_sizes_reach_the_engines_and_data_parallel_ranks_share_the_prompts(
     assert texts == [[tokenizer.decode(p[-(k + 2):], skip_special_tokens=True) for k in range(2)] for p in ids]
     ranks = sorted(engines(job_log), key=lambda e: e["dp"]["VLLM_DP_RANK"])
     assert [e["dp"]["VLLM_DP_RANK"] for e in ranks] == ["0", "1"]
-    assert {e["dp"]["VLLM_DP_SIZE"] for e in ranks} == {"2"} and len({e["dp"]["VLLM_DP_MASTER_PORT"] for e in ranks}) == 1
+    assert {e["dp"]["VLLM_DP_SIZE"] for e in ranks} == {"2"}
+    assert len({e["dp"]["VLLM_DP_MASTER_PORT"] for e in ranks}) == 1  # one rendezvous for both ranks
     assert all(e["engine"]["tensor_parallel_size"] == 2 and e["engine"]["seed"] == 5 for e in ranks)
     half = (len(ids) + 1) // 2  # contiguous shares, the first one prompt longer (vLLM's example's split)
     assert [e["prompts"] for e in ranks] == [ids[:half], ids[half:]]

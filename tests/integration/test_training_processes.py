@@ -5,6 +5,8 @@ nothing is left running or recorded as done."""
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import psutil
@@ -123,6 +125,38 @@ def test_an_interrupted_parent_stops_torchrun_and_every_worker(tmp_path, data):
         train_student(tiny_cfg(2, max_steps=2000), train, tmp_path / "stop", base=base, progress=interrupt)
     assert len(family) == 3 and not [p.pid for p in family if is_alive(p)]
     assert finished_stage(tmp_path / "stop", {"train": train}, TrainResult) is None
+
+
+KILLED_PARENT = """
+import sys
+from pathlib import Path
+from fdd_core.student import train_student
+from tests.integration.test_training_processes import tiny_cfg
+train, base, out = sys.argv[1:4]
+def say_when_training(done, total):
+    if done == 2:
+        print("training", flush=True)
+train_student(tiny_cfg(2, max_steps=2000), Path(train), Path(out), base=base, progress=say_when_training)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.robustness
+def test_workers_stop_when_the_stage_process_is_killed(tmp_path, data):
+    """SIGKILL runs no handler in the parent: the workers see their stdin pipe close and exit by themselves."""
+    train, base = data
+    parent = subprocess.Popen([sys.executable, "-c", KILLED_PARENT, str(train), str(base), str(tmp_path / "out")],
+                              cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None and parent.stdout.readline().strip() == "training"
+    family = psutil.Process(parent.pid).children(recursive=True)
+    parent.kill()
+    parent.wait()
+    _, alive = psutil.wait_procs(family, timeout=30)
+    left = [p.pid for p in alive if is_alive(p)]
+    for p in alive:
+        p.kill()
+    assert len(family) == 3 and not left
+    assert finished_stage(tmp_path / "out", {"train": train}, TrainResult) is None
 
 
 @pytest.mark.slow
