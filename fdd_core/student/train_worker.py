@@ -36,7 +36,7 @@ def _exit_when_the_parent_goes() -> None:
     (a worker whose stage nobody waits for must not train on for hours)."""
     def wait() -> None:
         try:
-            while sys.stdin.buffer.read(4096):
+            while os.read(0, 4096):  # the bare descriptor: a buffered stdin's lock would stop interpreter exit
                 pass
         except (OSError, ValueError):
             pass
