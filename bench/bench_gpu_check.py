@@ -1,7 +1,9 @@
 """One prepared GPU check: training and generation throughput of FDD's own stages on the device at hand.
 
-Runs, each in one process and each section on its own (a failing section is reported, the others still run):
-  1. the demo's tiny student (built from config, FDD's tokenizer) trained at the demo profile's batch;
+Runs, each section on its own (a failing section is reported, the others still run):
+  1. the demo's tiny student (built from config, FDD's tokenizer) trained at the demo profile's batch, in this
+     process and again through the multi-process launcher (training.processes = the visible GPUs, torchrun + DDP;
+     on the CPU 2 gloo processes) at the same global batch;
   2. students of real shapes built from config with random weights (SmolLM2-135M and Qwen2.5-0.5B layouts;
      no hub here), full fine-tuning and LoRA through `train_student`;
   3. generation through the hf backend (`generate_texts`, every output --max-new-tokens long);
@@ -32,6 +34,7 @@ from fdd_core.records import Example
 from fdd_core.store import write_jsonl
 from fdd_core.student.factory import build_tiny_student, load_tokenizer
 from fdd_core.student.infer import generate_texts
+from fdd_core.student.launch import train_in_processes
 from fdd_core.student.train import encode_examples, train_student
 
 SHAPES = {  # published layouts of the students users bring (config.json of each hub model)
@@ -58,22 +61,28 @@ def examples(n: int) -> list[Example]:
             for p in seeds]
 
 
-def train_throughput(cfg, rows: list[Example], work: Path, base: Path) -> dict:
+def train_throughput(cfg, rows: list[Example], work: Path, base: Path, launched: bool = False) -> dict:
+    """launched: through torchrun (launch.train_in_processes) even with one process, as training.processes > 1
+    would; the Trainer's loop time is rank 0's, wall_seconds adds the launch (workers start, load, save)."""
     train = write_jsonl(work / "train.jsonl", rows)
     tokenizer = load_tokenizer(base)
     encoded, _ = encode_examples(cfg, tokenizer, rows, False, train)
     mean_tokens = sum(len(r["input_ids"]) for r in encoded) / len(encoded)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    result = train_student(cfg, train, work / "out", base=base)
+    started = time.perf_counter()
+    result = (train_in_processes if launched else train_student)(cfg, train, work / "out", base=base)
+    wall = time.perf_counter() - started
     steps = result.counts.steps
     tokens = steps * cfg.training.batch_size * mean_tokens
     log = [json.loads(line) for line in (work / "out" / "train_log.jsonl").read_text().splitlines()]
     seconds = next(row["train_runtime"] for row in log if "train_runtime" in row)  # the Trainer's loop alone
     return {"steps": steps, "batch_size": cfg.training.batch_size, "mean_example_tokens": round(mean_tokens, 1),
-            "train_seconds": seconds, "stage_seconds": result.seconds, "tokens_per_s": round(tokens / seconds),
+            "processes": cfg.training.processes, "train_seconds": seconds, "stage_seconds": result.seconds,
+            "wall_seconds": round(wall, 2), "tokens_per_s": round(tokens / seconds),
             "first_loss": result.counts.first_loss, "final_loss": result.counts.final_loss,
-            "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20) if torch.cuda.is_available() else None}
+            "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20)  # this process's: not the workers'
+            if torch.cuda.is_available() and not launched else None}
 
 
 def shaped_student(name: str, tokenizer_from: Path, out: Path, smoke: bool) -> Path:
@@ -131,6 +140,11 @@ def main() -> None:
         base = build_tiny_student(demo.student, [r.question for r in rows] + [r.program for r in rows], work / "base")
         section(results, "train_tiny_demo_student", lambda: train_throughput(demo, rows, work / "tiny", base),
                 args.json)
+        processes = torch.cuda.device_count() if device.startswith("cuda") else 2
+        batch = demo.training.batch_size // processes * processes or processes  # a multiple: one global batch
+        launched = load_config("demo", [*demo_sets, f"training.processes={processes}", f"training.batch_size={batch}"])
+        section(results, f"train_tiny_demo_student_launched_{processes}_processes",
+                lambda: train_throughput(launched, rows, work / "tiny-launched", base, launched=True), args.json)
         for shape in SHAPES:
             folder = shaped_student(shape, base, work / f"{shape}-base", smoke)
             for method, lr in (("full", "2e-5"), ("lora", "2e-4")):

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 SEED_LIMIT = 2**32  # numpy's seeds are below 2**32 (torch's below 2**63): a run seed must suit both
 MAX_WORKERS = 256  # sandbox workers: more processes than any machine here runs usefully at once
 MAX_CONCURRENCY = 1024  # teacher requests in flight at once
+MAX_TRAIN_PROCESSES = 64  # data-parallel training processes on one machine (8 GPUs is the usual most)
 MAX_PROGRAM_S = 3600.0  # one sandboxed program's wall-clock limit (a timer and rlimits must hold it)
 
 
@@ -182,6 +183,20 @@ class TrainingConfig(_Section):
         False, description="Start each round from the previous round's student instead of the base (paper: base)."
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train: auto picks CUDA when present.")
+    processes: int = Field(
+        1, ge=1, le=MAX_TRAIN_PROCESSES,
+        description="Data-parallel training processes (torchrun; one per GPU on CUDA, gloo on the CPU); each takes "
+                    "batch_size / processes examples of every step, so batch_size must be a multiple of it.",
+    )
+
+
+def batch_split_error(tc: TrainingConfig) -> str | None:
+    """Why training.batch_size cannot be shared among training.processes, or None when it can."""
+    if tc.batch_size % tc.processes == 0:
+        return None
+    return (f"training.batch_size={tc.batch_size} is not a multiple of training.processes={tc.processes}: each "
+            f"process takes batch_size / processes examples of a step (e.g. training.batch_size="
+            f"{tc.processes * max(1, round(tc.batch_size / tc.processes))})")
 
 
 class InferenceConfig(_Section):
@@ -189,6 +204,13 @@ class InferenceConfig(_Section):
     batch_size: int = Field(64, ge=1, description="Problems per generation batch (hf backend).")
     max_new_tokens: int = Field(256, ge=1, description="Maximum tokens the student writes per problem.")
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 for greedy decoding; above 0 samples.")
+    tensor_parallel_size: int = Field(
+        1, ge=1, le=64, description="vllm backend: GPUs that share one copy of the student (vLLM tensor_parallel_size)."
+    )
+    data_parallel_size: int = Field(
+        1, ge=1, le=64, description="vllm backend: copies of the student, each on tensor_parallel_size GPUs and "
+                                    "given its share of the prompts (vLLM's offline data-parallel recipe).",
+    )
     vllm_python: str | None = Field(
         None, description="Python interpreter of the separate vLLM environment (vllm backend only)."
     )

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from fdd_core.config import FDDConfig
+from fdd_core.config import FDDConfig, batch_split_error
 
 # In the package, so an installed (not editable) fdd has its profiles; configs/ at the repo root links here.
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
@@ -84,6 +84,9 @@ def _check_together(cfg: FDDConfig, origin: dict[str, str]) -> None:
         raise ConfigError(f"{where}: data.seed_set={cfg.data.seed_set} cannot go with synthetic-test in "
                           f"data.benchmarks (the held-out synthetic set exists only with data.seed_set: synthetic); "
                           f"set the benchmarks too, e.g. --set 'data.benchmarks=[gsm8k]'")
+    if (split := batch_split_error(cfg.training)) is not None:
+        where = origin.get("training.processes") or origin.get("training.batch_size") or "config"
+        raise ConfigError(f"{where}: {split}")
 
 
 def config_to_yaml(cfg: FDDConfig) -> str:

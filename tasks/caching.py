@@ -40,6 +40,15 @@ NOT_IN_OUTPUTS = (
     # (inference.temperature > 0) other draws from the same distribution
     "inference.batch_size",
     "inference.vllm_python",  # where the vLLM environment is; inference.backend (in the key) picks vLLM at all
+    # GPUs per vLLM engine and engines: the same prompts and engine seed, split over more GPUs (greedy: the same
+    # programs up to float rounding; sampling: other draws from the same distribution)
+    "inference.tensor_parallel_size",
+    "inference.data_parallel_size",
+    # data-parallel training processes: the same global batch of the same examples at every step (the loss curve
+    # of 2 processes equals 1's to float rounding, tests/integration/test_training_processes.py), so moving a run
+    # to more GPUs does not redo its finished rounds. Only an epoch's last, partial batch differs: several
+    # processes fill it up to batch_size from the epoch's first examples (accelerate's even_batches).
+    "training.processes",
 )
 
 

@@ -236,9 +236,27 @@ def vllm_python(cfg: InferenceConfig) -> Path:
     return path
 
 
+def visible_gpus() -> int:
+    """CUDA devices this process sees (CUDA_VISIBLE_DEVICES applies); the vLLM child sees the same ones."""
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def check_vllm_sizes(cfg: InferenceConfig, gpus: int) -> None:
+    """One line when tensor_parallel_size x data_parallel_size GPUs are more than are visible."""
+    wanted = cfg.tensor_parallel_size * cfg.data_parallel_size
+    if wanted > gpus:
+        raise ConfigError(f"inference.tensor_parallel_size={cfg.tensor_parallel_size} x inference.data_parallel_size="
+                          f"{cfg.data_parallel_size} needs {wanted} GPUs; {gpus} visible (CUDA_VISIBLE_DEVICES="
+                          f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})")
+
+
 def _generate_vllm(info: StudentInfo, questions: list[str], cfg: InferenceConfig, *, n: int, seed: int,
                    progress: Progress | None, device: str, ignore_eos: bool) -> list[list[str]]:
     python = vllm_python(cfg)
+    if cfg.tensor_parallel_size * cfg.data_parallel_size > 1:  # one GPU: vLLM's own error says it best
+        check_vllm_sizes(cfg, visible_gpus())
     from fdd_core.student.factory import has_tokenizer_files, load_tokenizer
 
     tokenizer_from = str(info.path) if has_tokenizer_files(info.path) else info.base
@@ -254,6 +272,8 @@ def _generate_vllm(info: StudentInfo, questions: list[str], cfg: InferenceConfig
         "max_tokens": cfg.max_new_tokens,
         "seed": seed,
         "ignore_eos": ignore_eos,
+        "tensor_parallel_size": cfg.tensor_parallel_size,
+        "data_parallel_size": cfg.data_parallel_size,
     }
     result = run_vllm_worker(python, job)
     eos_ids = [i for i in (tokenizer.eos_token_id,) if i is not None]

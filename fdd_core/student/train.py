@@ -24,6 +24,7 @@ from ..results import TrainCounts, TrainResult
 from ..store import atomic_write_text, finish_stage, read_jsonl
 from .checkpoint import check_model, write_model_manifest
 from .factory import is_seq2seq, load_model, load_tokenizer, quiet_transformers, resolve_device, save_dir_atomically
+from .launch import launched_worker, per_process_batch, train_in_processes
 from .prompting import IGNORE_INDEX, encode_example
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ def training_arguments(cfg: FDDConfig, output_dir: Path, steps: int, *, device: 
     tc = cfg.training
     return TrainingArguments(
         output_dir=str(output_dir),
-        per_device_train_batch_size=tc.batch_size,
+        per_device_train_batch_size=per_process_batch(cfg),  # batch_size with one process
         gradient_accumulation_steps=tc.gradient_accumulation_steps,
         num_train_epochs=tc.epochs,
         max_steps=steps,
@@ -147,6 +148,7 @@ def training_arguments(cfg: FDDConfig, output_dir: Path, steps: int, *, device: 
         dataloader_num_workers=0,
         train_sampling_strategy="group_by_length" if tc.group_by_length else "random",
         remove_unused_columns=False,
+        ddp_find_unused_parameters=False,  # several processes: every parameter takes part in each step
     )
 
 
@@ -214,10 +216,11 @@ def train_student(
     base: Path | str,
     previous: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> TrainResult:
+) -> TrainResult | None:
     """Fine-tune on train_path (JSONL of Example) and save out_dir/model (merged for LoRA, plus out_dir/adapter),
     its tokenizer, out_dir/train_log.jsonl and out_dir/training_config.json (written last).
-    Every hyperparameter comes from cfg.training."""
+    Every hyperparameter comes from cfg.training; training.processes > 1 trains under torchrun (launch.py), and
+    there the workers but rank 0 return None."""
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -226,6 +229,8 @@ def train_student(
     examples = load_examples(train_path)
     start = start_checkpoint(cfg, base, previous)
     check_model(start, hint=": rerun the same `fdd run` (a damaged base is rebuilt, a damaged round redone)")
+    if cfg.training.processes > 1 and not launched_worker():  # the workers run this function again, under torchrun
+        return train_in_processes(cfg, train_path, out_dir, base=base, previous=previous, progress=progress)
     seq2seq = checkpoint_is_seq2seq(cfg, start)
     tokenizer = load_tokenizer(start)
     rows, too_long = encode_examples(cfg, tokenizer, examples, seq2seq, train_path)
@@ -240,6 +245,8 @@ def train_student(
                                 progress=_with_loss(tracker, progress, train_log), train_log=train_log)
         with quiet_transformers():
             output = trainer.train()
+            if not trainer.is_world_process_zero():
+                return None  # another data-parallel worker: rank 0 alone writes the model, logs and MANIFEST
             outputs = _save(trainer.model, tokenizer, out_dir, lora=cfg.training.method == "lora", start=start)
     counts = _counts(output, train_log, examples=len(rows), too_long=too_long)
     seconds = round(time.perf_counter() - started, 3)

@@ -1,6 +1,7 @@
 """Shared integration fixtures: the offline teacher served over real HTTP on 127.0.0.1; GSM8K test and its index."""
 
 import json
+import os
 import select
 import shutil
 import subprocess
@@ -67,3 +68,21 @@ def gsm8k_index(gsm8k_test):
     from fdd_core.similarity import ContaminationIndex
 
     return ContaminationIndex.from_problems(gsm8k_test, n=CurationConfig().decontamination_ngram)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 KiB tmpfs (room for ~18 replies), grown by calling the returned function with a size."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"cannot mount a tmpfs in CI: {done.stderr.decode()}")
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+
+    def grow(size: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={size}", str(mount)], check=True)
+
+    yield mount, grow
+    subprocess.run(["umount", "-l", str(mount)], check=False)

@@ -18,24 +18,6 @@ from .runs import fdd, last_error, small_run
 pytestmark = [pytest.mark.robustness]
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 256 KiB tmpfs (room for ~18 replies), grown by calling the returned function with a size."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"cannot mount a tmpfs in CI: {done.stderr.decode()}")
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-
-    def grow(size: str) -> None:
-        subprocess.run(["mount", "-o", f"remount,size={size}", str(mount)], check=True)
-
-    yield mount, grow
-    subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 def stored(store: Path, run: Path) -> tuple[int, int]:
     """(replies, their tokens) the store recorded as bought by the run."""
     with sqlite3.connect(store) as db:

@@ -143,9 +143,12 @@ class LLM:
         self.engine_args = engine_args
 
     def generate(self, prompts, params, lora_request=None, use_tqdm=True):
-        with open(os.environ["STAND_IN_VLLM_LOG"], "w") as f:
-            json.dump({"engine": self.engine_args, "lora": lora_request and lora_request.args,
-                       "n": params.n, "temperature": params.temperature, "max_tokens": params.max_tokens}, f)
+        with open(os.environ["STAND_IN_VLLM_LOG"], "a") as f:  # one line per engine (a DP rank each)
+            f.write(json.dumps({
+                "engine": self.engine_args, "lora": lora_request and lora_request.args, "n": params.n,
+                "temperature": params.temperature, "max_tokens": params.max_tokens,
+                "prompts": [p["prompt_token_ids"] for p in prompts],
+                "dp": {k: v for k, v in os.environ.items() if k.startswith("VLLM_DP_")}}) + "\\n")
         return [_Result([_Completion(p["prompt_token_ids"][-(k + 2):]) for k in range(params.n)]) for p in prompts]
 '''
 STAND_IN_LORA = '''
@@ -178,7 +181,8 @@ def test_vllm_worker_protocol_order_samples_and_prompts(students, questions, sta
     ids = tokenizer([build_prompt(tokenizer, q) for q in questions])["input_ids"]
     # the parent built the prompts; the child saw exactly those tokens, and answers came back in order
     assert texts == [[tokenizer.decode(p[-(k + 2):], skip_special_tokens=True) for k in range(2)] for p in ids]
-    job = json.loads(job_log.read_text())
+    [job] = engines(job_log)
+    assert job["engine"]["tensor_parallel_size"] == 1 and job["dp"] == {}
     assert job["n"] == 2 and job["temperature"] == 0.8 and job["max_tokens"] == 20 and job["lora"] is None
     assert job["engine"]["model"] == str(students["causal"]) and job["engine"]["seed"] == 5
 
@@ -193,10 +197,48 @@ def test_vllm_worker_serves_a_lora_adapter_over_its_base(students, tmp_path, sta
     base.tokenizer.save_pretrained(tmp_path / "adapter")
     cfg = GEN.model_copy(update={"backend": "vllm", "vllm_python": str(python)})
     assert len(generate_programs(tmp_path / "adapter", ["How many?"], cfg)) == 1
-    job = json.loads(job_log.read_text())
+    [job] = engines(job_log)
     assert job["lora"] == ["student", 1, str(tmp_path / "adapter")]
     assert job["engine"]["enable_lora"] is True and job["engine"]["max_lora_rank"] == 8  # r=4 rounded up
     assert Path(job["engine"]["model"]).resolve() == students["causal"].resolve()
+
+
+def engines(job_log: Path) -> list[dict]:
+    """What each engine the worker built was given, in the order the engines generated."""
+    return [json.loads(line) for line in job_log.read_text().splitlines()]
+
+
+def test_vllm_sizes_reach_the_engines_and_data_parallel_ranks_share_the_prompts(
+        students, questions, stand_in_vllm_python, monkeypatch):
+    """vLLM cannot run here (no CUDA GPU, and it lives in an environment of its own): the stand-in records what
+    the worker gives each engine, and the machine is taken to show 4 GPUs (visible_gpus) so the sizes pass."""
+    python, job_log = stand_in_vllm_python
+    monkeypatch.setattr("fdd_core.student.infer.visible_gpus", lambda: 4)
+    cfg = GEN.model_copy(update={"backend": "vllm", "vllm_python": str(python), "temperature": 0.8,
+                                 "tensor_parallel_size": 2, "data_parallel_size": 2})
+    texts = generate_texts(students["causal"], questions, cfg, samples=2, seed=5)
+    tokenizer = load_student(students["causal"]).tokenizer
+    ids = tokenizer([build_prompt(tokenizer, q) for q in questions])["input_ids"]
+    # the two ranks' answers come back joined in prompt order
+    assert texts == [[tokenizer.decode(p[-(k + 2):], skip_special_tokens=True) for k in range(2)] for p in ids]
+    ranks = sorted(engines(job_log), key=lambda e: e["dp"]["VLLM_DP_RANK"])
+    assert [e["dp"]["VLLM_DP_RANK"] for e in ranks] == ["0", "1"]
+    assert {e["dp"]["VLLM_DP_SIZE"] for e in ranks} == {"2"}
+    assert len({e["dp"]["VLLM_DP_MASTER_PORT"] for e in ranks}) == 1  # one rendezvous for both ranks
+    assert all(e["engine"]["tensor_parallel_size"] == 2 and e["engine"]["seed"] == 5 for e in ranks)
+    half = (len(ids) + 1) // 2  # contiguous shares, the first one prompt longer (vLLM's example's split)
+    assert [e["prompts"] for e in ranks] == [ids[:half], ids[half:]]
+
+
+def test_vllm_sizes_beyond_the_visible_gpus_are_one_line(students, stand_in_vllm_python, monkeypatch):
+    python, job_log = stand_in_vllm_python
+    monkeypatch.setattr("fdd_core.student.infer.visible_gpus", lambda: 4)
+    cfg = GEN.model_copy(update={"backend": "vllm", "vllm_python": str(python),
+                                 "tensor_parallel_size": 4, "data_parallel_size": 2})
+    with pytest.raises(ConfigError, match=r"^inference\.tensor_parallel_size=4 x inference\.data_parallel_size=2 "
+                                          r"needs 8 GPUs; 4 visible \(CUDA_VISIBLE_DEVICES=[^\n]*\)$"):
+        generate_programs(students["causal"], ["How many?"], cfg)
+    assert not job_log.exists()  # no engine was started
 
 
 def test_vllm_worker_imports_only_the_standard_library_and_vllm():

@@ -81,6 +81,9 @@ def test_resolved_config_round_trips_through_yaml(tmp_path):
         (["run.rounds=many"], "--set run.rounds=many: run.rounds: Input should be a valid integer, unable to parse string as an integer (got 'many')"),
         (["run.rounds.x=1"], "--set run.rounds.x=1: run.rounds is a value, not a section (no key 'x')"),
         (["teacher"], "--set teacher: expected KEY=VALUE, e.g. teacher.model=gpt-4o-mini"),
+        (["training.processes=0"], "--set training.processes=0: training.processes: Input should be greater than or equal to 1 (got 0)"),
+        (["training.processes=3"], "--set training.processes=3: training.batch_size=32 is not a multiple of training.processes=3: each process takes batch_size / processes examples of a step (e.g. training.batch_size=33)"),
+        (["inference.data_parallel_size=0"], "--set inference.data_parallel_size=0: inference.data_parallel_size: Input should be greater than or equal to 1 (got 0)"),
     ],
 )
 @pytest.mark.robustness

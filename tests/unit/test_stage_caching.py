@@ -29,30 +29,33 @@ def changed(**sections) -> FDDConfig:
 SPEED_ONLY = [
     {"teacher": {"concurrency": 3}}, {"teacher": {"cache_path": "/elsewhere/teacher.sqlite"}},
     {"teacher": {"api_key_env": "OTHER_KEY"}}, {"sandbox": {"workers": 1}}, {"inference": {"batch_size": 7}},
-    {"inference": {"vllm_python": "/opt/vllm/bin/python"}},
+    {"inference": {"vllm_python": "/opt/vllm/bin/python"}}, {"inference": {"tensor_parallel_size": 2}},
+    {"inference": {"data_parallel_size": 4}}, {"training": {"processes": 2}},
 ]
 MATTERS = [
     {"teacher": {"timeout_s": 5.0}}, {"teacher": {"max_retries": 0}}, {"teacher": {"model": "gpt-4o-mini"}},
     {"sandbox": {"timeout_s": 9.0}}, {"sandbox": {"memory_mb": 512}}, {"inference": {"max_new_tokens": 9}},
-    {"inference": {"backend": "vllm"}}, {"run": {"seed": 7}},
+    {"inference": {"backend": "vllm"}}, {"run": {"seed": 7}}, {"training": {"batch_size": 16}},
 ]
 
 
 def test_speed_only_settings_are_the_ones_left_out():
     assert set(NOT_IN_OUTPUTS) == {"teacher.concurrency", "teacher.cache_path", "teacher.api_key_env",
                                    "teacher.max_failed_share",
-                                   "sandbox.workers", "inference.batch_size", "inference.vllm_python"}
+                                   "sandbox.workers", "inference.batch_size", "inference.vllm_python",
+                                   "inference.tensor_parallel_size", "inference.data_parallel_size",
+                                   "training.processes"}
 
 
 @pytest.mark.parametrize("change", SPEED_ONLY, ids=lambda c: str(c))
 def test_a_speed_only_setting_keeps_every_key(change):
-    fn = stage_cache_key("s", 1, [*TEACHER, "inference"], [])
+    fn = stage_cache_key("s", 1, [*TEACHER, "inference", "training"], [])
     assert key_of(fn, changed(**change)) == key_of(fn, FDDConfig())
 
 
 @pytest.mark.parametrize("change", MATTERS, ids=lambda c: str(c))
 def test_a_setting_that_changes_outputs_changes_the_key(change):
-    fn = stage_cache_key("s", 1, [*TEACHER, "inference"], [])
+    fn = stage_cache_key("s", 1, [*TEACHER, "inference", "training"], [])
     assert key_of(fn, changed(**change)) != key_of(fn, FDDConfig())
 
 
@@ -67,11 +70,12 @@ def test_exclude_names_its_own_fields_and_the_version_is_in_the_key():
         stage_cache_key("s", 1, ["teacher"], []), FDDConfig())
 
 
-def test_keys_of_stages_that_read_no_speed_setting_are_unchanged():
-    # train reads student, training and run.seed: its v2 keys, cached before exclusion existed, stay valid
+def test_train_keys_leave_out_only_the_process_count():
+    # train reads student, training and run.seed; of the speed settings only training.processes is among them, and
+    # leaving it out hashes the training section as it was before the field existed: cached rounds stay valid
     fields = ["student", "run.seed", "training"]
     assert key_of(stage_cache_key("train", 2, fields, []), FDDConfig(), previous=None) == key_of(
-        stage_cache_key("train", 2, fields, [], exclude=()), FDDConfig(), previous=None)
+        stage_cache_key("train", 2, fields, [], exclude=("training.processes",)), FDDConfig(), previous=None)
 
 
 def test_ignored_parameters_and_other_parameters():
