@@ -55,6 +55,8 @@ CLAIM_POLL_S = 0.2  # how often a request another process has in flight is looke
 
 _gc_lock = threading.Lock()
 _gc_holders = 0
+_gc_thresholds: tuple[int, ...] = ()
+YOUNG_GC_THRESHOLD = 50_000  # allocations between young collections during a batch (Python's default: 700)
 
 
 @contextlib.contextmanager
@@ -64,12 +66,16 @@ def _old_objects_frozen():
     A process that imported litellm (and torch, Prefect...) holds millions of long-lived objects; the requests in
     flight allocate enough to trigger full collections, each of which walked all of them (~0.5 s here): a quarter
     of the client's CPU at concurrency 256. gc.freeze() moves them aside, gc.unfreeze() puts them back when the last
-    batch (of any thread) ends, so garbage made meanwhile among them is still collected afterwards.
+    batch (of any thread) ends, so garbage made meanwhile among them is still collected afterwards. Young collections
+    are made rarer meanwhile too (their cost per request fell from ~0.45 to ~0.07 ms of CPU at concurrency 256): the
+    requests in flight keep ~half a million objects alive, which every full pass of the young ones walked again.
     """
-    global _gc_holders
+    global _gc_holders, _gc_thresholds
     with _gc_lock:
         if _gc_holders == 0:
             gc.freeze()
+            _gc_thresholds = gc.get_threshold()
+            gc.set_threshold(max(YOUNG_GC_THRESHOLD, _gc_thresholds[0]), *_gc_thresholds[1:])
         _gc_holders += 1
     try:
         yield
@@ -77,6 +83,7 @@ def _old_objects_frozen():
         with _gc_lock:
             _gc_holders -= 1
             if _gc_holders == 0:
+                gc.set_threshold(*_gc_thresholds)
                 gc.unfreeze()
 
 
