@@ -373,7 +373,11 @@ class TeacherClient:
             return True
         return False
 
-    async def _fetch(self, request: TeacherRequest, key: str) -> TeacherReply:
+    async def _may_send(self, request: TeacherRequest, key: str) -> TeacherReply | None:
+        """None when the budget allows one more request and the stage is not stopping, else the reply to give.
+
+        Nothing is awaited between its last check and its return: the caller reserves its place (ledger.in_flight)
+        before it awaits anything, so the requests in flight never pass max_requests together."""
         while not self._exhausted() and self.ledger.must_wait():
             await asyncio.sleep(0.02)  # only near the end of the budget; in-flight calls are time-bounded
         if self._exhausted():
@@ -381,6 +385,11 @@ class TeacherClient:
             return TeacherReply(request, None, BUDGET, key=key)
         if self._fatal is not None:  # the stage is stopping: send nothing more
             return TeacherReply(request, None, self._scrub(str(self._fatal))[:500], key=key)
+        return None
+
+    async def _fetch(self, request: TeacherRequest, key: str) -> TeacherReply:
+        if (refused := await self._may_send(request, key)) is not None:
+            return refused
         # Last look: another run sharing the store may have bought this reply meanwhile, or have it in flight
         # (claimed): then wait for its reply rather than buy it again.
         while True:
@@ -390,6 +399,10 @@ class TeacherClient:
             if claimed:
                 break
             await asyncio.sleep(CLAIM_POLL_S)
+        # The claim was awaited (a store batch): the others in flight may have used the budget up meanwhile.
+        if (refused := await self._may_send(request, key)) is not None:
+            await self._batcher.run(lambda: self.store.release(key))
+            return refused
         self.ledger.in_flight += 1
         try:
             reply = await self._call(request, key)
