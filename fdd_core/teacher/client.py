@@ -162,6 +162,27 @@ def _retry_after(e: BaseException) -> float | None:
     return None
 
 
+_NOT_PRICED = object()
+
+
+def _priced_by_litellm(response: Any, tokens: int) -> float | None | object:
+    """The cost litellm already worked out for this response (its hidden `response_cost`, from the same price map as
+    costs.token_cost, which it matches to the cent on priced models): None when it could not price the model (unknown
+    stays unknown), _NOT_PRICED when it gave nothing usable, or $0 for tokens (never taken as free: we price those)."""
+    hidden = getattr(response, "_hidden_params", None)
+    if isinstance(hidden, dict):
+        if "response_cost" not in hidden:
+            return _NOT_PRICED
+        value = hidden["response_cost"]
+    else:
+        value = getattr(hidden, "response_cost", _NOT_PRICED)
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 and (value > 0 or tokens == 0):
+        return float(value)
+    return _NOT_PRICED
+
+
 def check_budget_is_measurable(cfg: TeacherConfig, budget: BudgetConfig) -> None:
     """A dollar cap on a model litellm cannot price would be a silent no-op: TeacherConfigError instead."""
     if budget.max_usd is not None and not is_priced(cfg.model):
@@ -475,7 +496,10 @@ class TeacherClient:
         completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
         # No usage block: tokens unknown, so the cost is too (unless the model is free).
         if usage is not None:
-            cost = token_cost(self.cfg.model, prompt_tokens, completion_tokens)
+            free = self.cfg.model.startswith(FREE_PROVIDERS)
+            cost = 0.0 if free else _priced_by_litellm(response, prompt_tokens + completion_tokens)
+            if cost is _NOT_PRICED:  # litellm did not say: ask its price map ourselves (~0.3-0.5 ms of CPU)
+                cost = token_cost(self.cfg.model, prompt_tokens, completion_tokens)
         else:
             cost = 0.0 if self.cfg.model.startswith(FREE_PROVIDERS) else None
         self._count_paid(prompt_tokens, completion_tokens, cost)
