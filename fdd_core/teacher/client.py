@@ -64,8 +64,8 @@ def _old_objects_frozen():
     """The objects alive before a batch of requests are left out of the garbage collector's full passes during it.
 
     A process that imported litellm (and torch, Prefect...) holds millions of long-lived objects; the requests in
-    flight allocate enough to trigger full collections, each of which walked all of them (~0.5 s here): a quarter
-    of the client's CPU at concurrency 256. gc.freeze() moves them aside, gc.unfreeze() puts them back when the last
+    flight allocate enough to trigger full collections, each of which walked all of them (~0.5 s of wall time each on
+    a loaded 2-core machine, one per ~256 requests at concurrency 256). gc.freeze() moves them aside, gc.unfreeze() puts them back when the last
     batch (of any thread) ends, so garbage made meanwhile among them is still collected afterwards. Young collections
     are made rarer meanwhile too (their cost per request fell from ~0.45 to ~0.07 ms of CPU at concurrency 256): the
     requests in flight keep ~half a million objects alive, which every full pass of the young ones walked again.
