@@ -15,6 +15,8 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,12 +97,13 @@ class ResponseStore:
 
     One connection guarded by a lock serves every thread of this process; WAL mode plus a busy
     timeout lets several processes (two runs sharing the store) read and write the same file.
+    Each call commits on its own, unless made inside `transaction()`: then they commit together.
     """
 
     def __init__(self, path: str | os.PathLike, *, busy_timeout_s: float = 60.0) -> None:
         self.path = Path(path).expanduser()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered by the calls inside transaction()
         # who claims requests in flight: this process, and this store object within it
         self.owner = f"{os.getpid()}-{id(self):x}-{time.time_ns():x}"
         self._conn: sqlite3.Connection | None = None
@@ -191,8 +194,34 @@ class ResponseStore:
                         self.saved_usd += reply.cost_usd
             return reply
 
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """The calls made inside (from this thread) commit together on leaving, one fsync for all, or not at all.
+
+        The teacher client runs the store calls of its requests in flight in batches this way (see
+        fdd_core.teacher.store_batch): a reply's put still returns only once its reply is durable.
+        """
+        with self._lock:
+            self._execute("BEGIN IMMEDIATE", (), "start a transaction")
+            try:
+                yield
+            except BaseException:
+                try:
+                    self._db().execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # a failed COMMIT or a full disk may have rolled it back already
+                raise
+            try:
+                self._execute("COMMIT", (), "store a paid reply")
+            except StoreError:
+                try:
+                    self._db().execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                raise
+
     def put(self, key: str, reply: StoredReply) -> None:
-        """Commit one reply now (autocommit): durable before the caller uses it.
+        """Commit one reply now (autocommit), or with its transaction: durable before the caller uses it.
 
         A key already there keeps its first reply: another run may have used it already.
         """

@@ -16,6 +16,7 @@ import pytest
 
 from fdd_core.config import BudgetConfig, TeacherConfig
 from fdd_core.teacher.client import BUDGET, TeacherClient, TeacherRequest
+from fdd_core.teacher.costs import token_cost
 from fdd_core.teacher.prompts import load_prompt
 from fdd_core.teacher.response_store import ResponseStore
 
@@ -130,6 +131,9 @@ def test_budget_max_usd_with_a_priced_model(tmp_path, teacher_server):
     paid = [r for r in replies if r.ok]
     most = max(r.cost_usd for r in paid)
     assert all(r.cost_usd and r.cost_usd > 0 for r in paid)
+    # each at the price map's rate for its tokens (the client takes the cost litellm computed for the response)
+    assert all(r.cost_usd == pytest.approx(token_cost("openai/gpt-4o-mini", r.prompt_tokens, r.completion_tokens))
+               for r in paid)
     st = client.stats
     assert st.budget_exhausted and 0 < len(paid) < 60
     assert st.cost_usd == pytest.approx(sum(r.cost_usd for r in paid))

@@ -131,3 +131,22 @@ def test_two_threads_one_store_and_two_connections(tmp_path):
     assert len(shared) == len(other) == 450
     shared.close()
     other.close()
+
+
+def test_a_transaction_commits_its_calls_together_or_none_of_them(tmp_path):
+    # The teacher client stores the replies that arrived together in one transaction (one fsync); a batch that fails
+    # must leave nothing half-written, and a later batch must still commit.
+    path = tmp_path / "s.sqlite"
+    with ResponseStore(path) as store:
+        with pytest.raises(RuntimeError, match="boom"):
+            with store.transaction():
+                store.put("a", StoredReply("ans = 1", model="m"))
+                assert store.claim("b")
+                raise RuntimeError("boom")
+        assert store.get("a") is None
+        with store.transaction():
+            store.put("a", StoredReply("ans = 1", model="m"))
+            store.put("b", StoredReply("ans = 2", model="m"))
+        with ResponseStore(path) as other:  # another connection (another process) sees both, committed
+            assert (other.get("a").text, other.get("b").text) == ("ans = 1", "ans = 2")
+            assert other.claim("b")  # no claim was left behind by the failed transaction
