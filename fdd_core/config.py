@@ -178,6 +178,10 @@ class TrainingConfig(_Section):
         False, description="Batch examples of similar length: less padding, but on the tiny student at lr 3e-3 it cut "
         "held-out accuracy from ~94% to 20% (bench/bench_student_learning.py).",
     )
+    packing: bool = Field(
+        True, description="Causal students: lay each batch's examples end to end in rows (position ids restarting per "
+        "example) instead of padding them; the same examples and loss, fewer tokens (fdd_core/student/packing.py).",
+    )
     logging_steps: int = Field(10, ge=1, description="Log loss and learning rate every this many optimiser steps.")
     continue_from_previous: bool = Field(
         False, description="Start each round from the previous round's student instead of the base (paper: base)."
@@ -268,7 +272,7 @@ class FDDConfig(_Section):
 # right for 0.5M random weights, ruinous for a pretrained model (lr 1e-3 wipes out what it knows; 800 steps of 32 is
 # hours on a CPU). configs/pretrained.yaml holds settings for pretrained students, chosen from peers' defaults.
 TINY_LEARNING_RATE = 5e-4  # at or above: a rate for random weights, not for fine-tuning
-TINY_STEPS, TINY_BATCH = 800, 32
+TINY_STEPS, TINY_BATCH = 500, 32  # the demo profile's (configs/demo.yaml)
 
 
 def pretrained_student_warning(cfg: FDDConfig) -> str | None:

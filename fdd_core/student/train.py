@@ -25,7 +25,9 @@ from ..store import atomic_write_text, finish_stage, read_jsonl
 from .checkpoint import check_model, write_model_manifest
 from .factory import is_seq2seq, load_model, load_tokenizer, quiet_transformers, resolve_device, save_dir_atomically
 from .launch import launched_worker, per_process_batch, train_in_processes
+from .packing import PackingCollator, packs_exactly
 from .prompting import IGNORE_INDEX, encode_example
+from .target_loss import target_loss_trainer
 
 log = logging.getLogger(__name__)
 CAUSAL_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")  # Llama, Qwen2, SmolLM (Llama), Mistral
@@ -162,15 +164,22 @@ def _scratch_dir(out_dir: Path) -> Iterator[Path]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def build_trainer(model: Any, tokenizer: Any, rows: list[dict], args: Any, *, seq2seq: bool,
+def build_trainer(model: Any, tokenizer: Any, rows: list[dict], args: Any, *, seq2seq: bool, packing: bool,
                   progress: Callable[[int, int], None] | None, train_log: list[dict]) -> Any:
     from transformers import DataCollatorForSeq2Seq, Trainer
     from transformers.trainer_callback import PrinterCallback
 
-    collator = DataCollatorForSeq2Seq(
+    collator: Any = DataCollatorForSeq2Seq(
         tokenizer, model=model if seq2seq else None, label_pad_token_id=IGNORE_INDEX, padding=True
     )
-    trainer = Trainer(
+    if not seq2seq:
+        pack = packing and packs_exactly(model, rows)
+        if packing and not pack:
+            log.warning("%s does not read packed sequences exactly: training on padded batches",
+                        type(model).__name__)
+        collator = PackingCollator(tokenizer.pad_token_id, pack=pack)
+    trainer_class = Trainer if seq2seq or model.get_output_embeddings() is None else target_loss_trainer()
+    trainer = trainer_class(
         model=model, args=args, train_dataset=rows, data_collator=collator, processing_class=tokenizer,
         callbacks=[_progress_callback(progress, train_log)],
     )
@@ -241,7 +250,7 @@ def train_student(
     train_log: list[dict] = []
     with _scratch_dir(out_dir) as scratch, track("train", "steps", steps) as tracker:
         args = training_arguments(cfg, scratch, steps, device=device, precision=precision)
-        trainer = build_trainer(model, tokenizer, rows, args, seq2seq=seq2seq,
+        trainer = build_trainer(model, tokenizer, rows, args, seq2seq=seq2seq, packing=cfg.training.packing,
                                 progress=_with_loss(tracker, progress, train_log), train_log=train_log)
         with quiet_transformers():
             output = trainer.train()
@@ -250,8 +259,11 @@ def train_student(
             outputs = _save(trainer.model, tokenizer, out_dir, lora=cfg.training.method == "lora", start=start)
     counts = _counts(output, train_log, examples=len(rows), too_long=too_long)
     seconds = round(time.perf_counter() - started, 3)
+    collator = trainer.data_collator
     facts = {"base": str(base), "start": str(start), "train_path": str(train_path), "seq2seq": seq2seq,
-             "device": device, "precision": precision, "total_steps": steps, "counts": counts, "seconds": seconds}
+             "device": device, "precision": precision, "total_steps": steps, "counts": counts, "seconds": seconds,
+             "packed": isinstance(collator, PackingCollator) and collator.pack,
+             "padding_share": collator.padding_share() if isinstance(collator, PackingCollator) else None}
     outputs.update(write_logs(out_dir, train_log, cfg, facts))
     result = TrainResult(outputs=outputs, counts=TrainCounts(**counts), seconds=seconds)
     return finish_stage(out_dir, {"train": train_path}, result)

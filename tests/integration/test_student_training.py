@@ -107,6 +107,23 @@ def test_training_knobs_come_from_the_config(tmp_path, data, tiny_base):
     assert saved["fdd_config"]["training"]["gradient_accumulation_steps"] == 2 and "knobs" not in saved
 
 
+def test_packed_batches_give_the_padded_losses_with_less_padding(tmp_path, data, tiny_base):
+    """training.packing lays each batch's examples end to end: the same batches and losses, far fewer pad tokens."""
+    cfg, base = tiny_base
+    runs = {}
+    for packing in (False, True):
+        run_cfg = cfg.model_copy(deep=True)
+        run_cfg.training.packing, run_cfg.training.max_steps, run_cfg.training.logging_steps = packing, 6, 1
+        train_student(run_cfg, data[0], tmp_path / str(packing), base=base)
+        log = [json.loads(line) for line in (tmp_path / str(packing) / "train_log.jsonl").read_text().splitlines()]
+        saved = json.loads((tmp_path / str(packing) / "training_config.json").read_text())
+        runs[packing] = [row["loss"] for row in log if "loss" in row], saved
+    (padded_losses, padded), (packed_losses, packed) = runs[False], runs[True]
+    assert packed["packed"] and not padded["packed"]
+    assert packed["padding_share"] < padded["padding_share"] - 0.05, (packed["padding_share"], padded["padding_share"])
+    assert packed_losses == pytest.approx(padded_losses, rel=2e-3) and len(packed_losses) == 6
+
+
 def test_architecture_mismatch_uses_the_checkpoints(tmp_path, data, tiny_base, caplog):
     cfg, base = tiny_base
     cfg = cfg.model_copy(deep=True)
