@@ -29,11 +29,12 @@ from tasks.stages import (
     prepare_data_task,
     train_task,
 )
+from tasks.tags import local
 
 
 def _run(task, out_dir: Path, *args, **kwargs):
     """Call a cached task, refreshing its cache when its outputs are missing or damaged."""
-    return task.with_options(refresh_cache=needs_refresh(out_dir))(*args, **kwargs)
+    return local(task.with_options(refresh_cache=needs_refresh(out_dir)))(*args, **kwargs)
 
 
 @flow(name="fdd-round", log_prints=True)
@@ -95,7 +96,7 @@ def fdd(cfg: FDDConfig = FDDConfig()) -> RunResult:
     spent = init.teacher  # the run's teacher spend so far, handed to each teacher stage (one budget per run)
     train = _run(grow_training_set_task, r0 / "training_set", None, [init.outputs["accepted"]],
                  str(r0 / "training_set")).outputs["train"]
-    base = base_checkpoint_task(cfg, str(run_dir), train)
+    base = local(base_checkpoint_task)(cfg, str(run_dir), train)
     baseline = None
     pretrained = cfg.student.model != "from_config"
     if cfg.run.baseline or (cfg.run.baseline is None and pretrained):  # the report's "base" row, cached like a stage
