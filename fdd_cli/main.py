@@ -274,10 +274,9 @@ def run(
     # One live run per run directory (a second one would buy the same replies again): refused before Prefect starts
     with run_lock(Path(cfg.run.runs_dir).expanduser().resolve() / cfg.run.name):
         start_watchdog()  # Prefect's temporary server goes when this process goes, even killed by SIGKILL
-        from fdd_cli.prefect_server import temporary_server
+        from fdd_cli.prefect_server import start_temporary_server
 
-        with temporary_server() as server:  # starts while the flow's imports below run
-            _run_flow(cfg, server)
+        _run_flow(cfg, start_temporary_server())  # the server starts while the flow's imports run
 
 
 def _run_flow(cfg, server=None) -> None:

@@ -14,13 +14,12 @@ so the stages skip asking for `gpu` slots (tasks.tags).
 
 from __future__ import annotations
 
-import contextlib
+import atexit
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -85,22 +84,19 @@ class TemporaryServer:
                 self.proc.wait()
 
 
-@contextlib.contextmanager
-def temporary_server() -> Iterator[TemporaryServer | None]:
+def start_temporary_server() -> TemporaryServer | None:
     """Start the run's temporary server when Prefect would start one (no API configured, ephemeral mode allowed) and
-    point this process's Prefect settings at it for the block; None (and nothing started) otherwise."""
+    point this process's Prefect settings at it; None (and nothing started) otherwise. It stops at exit, after
+    Prefect's log and event workers have sent what they hold (they drain at thread shutdown, before atexit)."""
     from prefect.settings import get_current_settings
 
     settings = get_current_settings()
     if settings.api.url or not settings.server.ephemeral.enabled:
-        yield None
-        return
+        return None
     server = TemporaryServer(float(settings.server.ephemeral.startup_timeout_seconds))
-    try:
-        _point_prefect_at(server.api_url)
-        yield server
-    finally:
-        server.stop()
+    atexit.register(server.stop)
+    _point_prefect_at(server.api_url)
+    return server
 
 
 def _point_prefect_at(api_url: str) -> None:
