@@ -156,6 +156,7 @@ def fdd_run(args: list[str], env: dict, log: Path) -> dict:
         for line in proc.stdout:
             lines.append((time.time(), line))
             out.write(line)
+            out.flush()  # a run followed with tail -f
         proc.wait()
     wall = time.perf_counter() - started
     text = log.read_text(errors="replace")
