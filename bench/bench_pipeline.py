@@ -9,10 +9,12 @@ and what Prefect adds around the stages.
              and checks that the second run sent no teacher request (the server's request log, the response
              store's rows) and trained nothing (stage MANIFEST and student file mtimes, Prefect task states).
 3. Prefect   for the first run: the flow's wall time (Prefect's flow run) against the sum of the stages' own
-             seconds (result.seconds in each stage folder's MANIFEST.json); the overhead split into stages with
-             no MANIFEST (base-checkpoint, prepare-data, grow-training-set, pool), the task wrappers around the
-             timed stages, and the time between tasks; and the CLI process's wall time around the flow
-             (imports, the temporary Prefect server's start and stop).
+             seconds (result.seconds in each stage folder's MANIFEST.json; the base checkpoint, the one stage
+             without a MANIFEST, says its seconds in its log line); the overhead split into the task wrappers
+             (task run time beyond its stage's seconds), the time between tasks (Prefect's calls before each
+             task, the round subflows, artifacts, the report) and tasks whose stage reported no seconds; and the
+             seconds from `fdd run`'s exec to its first stage (imports and checks, the temporary Prefect server's
+             start, the flow's start), and after the flow.
 
 Usage: python bench/bench_pipeline.py [--latency-ms 100] [--concurrency 1 8 32] [--requests 64 256 640]
        [--repeats 2] [--config demo] [--set key=value ...] [--skip-teacher] [--keep DIR] [--json OUT]

@@ -22,10 +22,6 @@ def test_a_run_on_its_own_temporary_server_asks_for_no_gpu_slot_and_states_each_
     api_base, _ = teacher_server()
     done = fdd(tmp_path, small_run(tmp_path, api_base))
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    said = re.findall(r"^Prefect: this run's temporary server on (http://127\.0\.0\.1:\d+/api) \(no UI; set "
-                      r"PREFECT_API_URL to use a server of yours\)$", done.stderr, re.M)
-    assert len(said) == 1, done.stderr[-3000:]  # was: Prefect's own "Starting temporary server" line, after imports
-
     db = sqlite3.connect(tmp_path / "prefect" / "prefect.db")
     flows = db.execute("SELECT name, state_name FROM flow_run").fetchall()
     tasks = dict(db.execute("SELECT name, tags FROM task_run").fetchall())
@@ -42,6 +38,10 @@ def test_a_run_on_its_own_temporary_server_asks_for_no_gpu_slot_and_states_each_
     assert {"prepare_data", "generate_solutions", "grow_training_set", "train", "evaluate"} <= stages
     assert re.search(rf"base checkpoint: {re.escape(str(run_dir / 'base'))} \(\d+\.\d\d s\)$",
                      done.stdout + done.stderr, re.M), done.stderr[-2000:]  # was: "base checkpoint: PATH" alone
+
+    said = re.findall(r"^Prefect: this run's temporary server on (http://127\.0\.0\.1:\d+/api) \(no UI; set "
+                      r"PREFECT_API_URL to use a server of yours\)$", done.stderr, re.M)
+    assert len(said) == 1, done.stderr[-3000:]  # was: Prefect's own "Starting temporary server" line, after imports
 
     port = urlsplit(said[0]).port
     with socket.socket() as s:  # the server went with its run
