@@ -100,10 +100,11 @@ def start_temporary_server() -> TemporaryServer | None:
 
 
 def _point_prefect_at(api_url: str) -> None:
-    """PREFECT_API_URL for this process (Prefect reads its settings once: refreshed here), and the mark that this
-    API is the run's own server."""
+    """PREFECT_API_URL for this process (Prefect reads its settings once: refreshed here), the mark that this API is
+    the run's own server, and no UI URL (Prefect would infer one from the API URL, as for any server)."""
     from prefect.context import refresh_global_settings_context
 
     os.environ["PREFECT_API_URL"] = api_url
     os.environ[OWN_SERVER_ENV] = api_url
+    os.environ.setdefault("PREFECT_UI_URL", "")  # no "View at" link to a server that serves no UI
     refresh_global_settings_context()

@@ -42,6 +42,7 @@ def test_a_run_on_its_own_temporary_server_asks_for_no_gpu_slot_and_states_each_
     said = re.findall(r"^Prefect: this run's temporary server on (http://127\.0\.0\.1:\d+/api) \(no UI; set "
                       r"PREFECT_API_URL to use a server of yours\)$", done.stderr, re.M)
     assert len(said) == 1, done.stderr[-3000:]  # was: Prefect's own "Starting temporary server" line, after imports
+    assert "View at http" not in done.stdout + done.stderr  # no link to a UI this server does not serve
 
     port = urlsplit(said[0]).port
     with socket.socket() as s:  # the server went with its run
