@@ -274,16 +274,20 @@ def run(
     # One live run per run directory (a second one would buy the same replies again): refused before Prefect starts
     with run_lock(Path(cfg.run.runs_dir).expanduser().resolve() / cfg.run.name):
         start_watchdog()  # Prefect's temporary server goes when this process goes, even killed by SIGKILL
-        _run_flow(cfg)
+        from fdd_cli.prefect_server import start_temporary_server
+
+        _run_flow(cfg, start_temporary_server())  # the server starts while the flow's imports run
 
 
-def _run_flow(cfg) -> None:
+def _run_flow(cfg, server=None) -> None:
     from fdd_cli.progress import terminal_progress
     from fdd_core.report import text_table, totals_line
     from flows.fdd_flow import fdd
 
     store = Path(cfg.teacher.cache_path).expanduser()
     stored_before = _stored_replies(store)
+    if server is not None:
+        server.ready()
     with terminal_progress():  # bars on a terminal, a line every few seconds in a log
         result = fdd(cfg)
     typer.echo(text_table(result.rounds, result.baseline))

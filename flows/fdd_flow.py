@@ -29,6 +29,7 @@ from tasks.stages import (
     prepare_data_task,
     train_task,
 )
+from tasks.tags import local
 
 
 def _run(task, out_dir: Path, *args, **kwargs):
@@ -97,7 +98,7 @@ def fdd(cfg: FDDConfig = FDDConfig()) -> RunResult:
     spent = init.teacher  # the run's teacher spend so far, handed to each teacher stage (one budget per run)
     train = _run(grow_training_set_task, r0 / "training_set", None, [init.outputs["accepted"]],
                  str(r0 / "training_set")).outputs["train"]
-    base = base_checkpoint_task(cfg, str(run_dir), train)
+    base = local(base_checkpoint_task)(cfg, str(run_dir), train)
     baseline = None
     pretrained = cfg.student.model != "from_config"
     if cfg.run.baseline or (cfg.run.baseline is None and pretrained):  # the report's "base" row, cached like a stage

@@ -27,6 +27,7 @@ from fdd_core.config_files import ConfigError
 from fdd_core.results import EvalResult, FeedbackResult, TrainResult
 from tasks.caching import needs_refresh
 from tasks.stages import evaluate_task, feedback_task, train_task
+from tasks.tags import local
 
 STAGE_FLOWS = {"train": "fdd-train", "evaluate": "fdd-evaluate", "feedback": "fdd-feedback"}  # task name -> flow
 CRASH_RESUBMITS = 2  # a stage run that crashed is submitted again at most this many times
@@ -39,7 +40,7 @@ class StageRunError(RuntimeError):
 
 def run_cached(task, out_dir: str | Path, *args, **kwargs):
     """Call a cached task, refreshing its cache when its outputs are missing or damaged."""
-    return task.with_options(refresh_cache=needs_refresh(Path(out_dir)))(*args, **kwargs)
+    return local(task.with_options(refresh_cache=needs_refresh(Path(out_dir))))(*args, **kwargs)  # tasks.tags
 
 
 def run_stage(task, out_dir: str | Path, *args, **kwargs):

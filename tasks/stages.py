@@ -6,6 +6,7 @@ folder with a MANIFEST (fdd_core.store.finish_stage); a cache key's version chan
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from prefect import get_run_logger, task
@@ -70,9 +71,11 @@ def grow_training_set_task(previous: str | None, accepted: list[str], out_dir: s
 # the same student config, and builds it when it is not (a cached path could name a folder since deleted).
 @task(name="base-checkpoint", tags=["gpu"], cache_policy=NO_CACHE)
 def base_checkpoint_task(cfg: FDDConfig, run_dir: str, train: str) -> str:
+    started = time.monotonic()
     texts = [text for row in read_jsonl(train) for text in (row["question"], row["program"])]
     base = str(base_checkpoint(cfg, Path(run_dir), texts))
-    get_run_logger().info(f"base checkpoint: {base}")
+    # its seconds, as every other stage's MANIFEST has them: a run's time is its stages' and Prefect's
+    get_run_logger().info(f"base checkpoint: {base} ({time.monotonic() - started:.2f} s)")
     return base
 
 
