@@ -9,7 +9,7 @@ Runs, each section on its own (a failing section is reported, the others still r
   3. generation through the hf backend (`generate_texts`, every output --max-new-tokens long);
   4. whether a vLLM environment is at hand (FDD_VLLM_PYTHON), and if so the vllm backend on the same prompts.
 Training tokens/s counts the tokens of the encoded examples (prompt + program, no padding) the optimiser saw.
-Usage: python bench/bench_gpu_check.py [--device cuda] [--smoke] [--json OUT]
+Usage: python bench/bench_gpu_check.py [--device cuda] [--smoke] [--train-only] [--set KEY=VALUE ...] [--json OUT]
 """
 
 from __future__ import annotations
@@ -129,13 +129,16 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs, measures nothing")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting for every training section (e.g. training.packing=false, to compare)")
+    parser.add_argument("--train-only", action="store_true", help="skip generation (and vLLM)")
     args = parser.parse_args()
     smoke, device = args.smoke, args.device
     results: dict = {"machine": machine(device)}
     with tempfile.TemporaryDirectory(prefix="fdd-gpu-check-") as tmp:
         work = Path(tmp)
         rows = examples(64 if smoke else 2000)
-        demo_sets = [f"training.device={device}", f"training.max_steps={2 if smoke else 300}"]
+        demo_sets = [f"training.device={device}", f"training.max_steps={2 if smoke else 300}", *args.sets]
         demo = load_config("demo", demo_sets)
         base = build_tiny_student(demo.student, [r.question for r in rows] + [r.program for r in rows], work / "base")
         section(results, "train_tiny_demo_student", lambda: train_throughput(demo, rows, work / "tiny", base),
@@ -151,10 +154,10 @@ def main() -> None:
                 cfg = load_config(None, [f"student.model={folder}", f"training.method={method}",
                                          f"training.learning_rate={lr}", f"training.device={device}",
                                          f"training.batch_size={4 if smoke else 16}",
-                                         f"training.max_steps={2 if smoke else 40}"])
+                                         f"training.max_steps={2 if smoke else 40}", *args.sets])
                 section(results, f"train_{shape}_{method}",
                         lambda: train_throughput(cfg, rows, work / f"{shape}-{method}", folder), args.json)
-            if shape == "smollm2-135m":
+            if shape == "smollm2-135m" and not args.train_only:
                 _, test = synthetic.make_splits(n_seed=0, n_test=16 if smoke else 512, seed=1)
                 questions = [p.question for p in test]
                 for batch in (8, 64) if smoke else (64, 256):

@@ -178,9 +178,10 @@ class TrainingConfig(_Section):
         False, description="Batch examples of similar length: less padding, but on the tiny student at lr 3e-3 it cut "
         "held-out accuracy from ~94% to 20% (bench/bench_student_learning.py).",
     )
-    packing: bool = Field(
-        True, description="Causal students: lay each batch's examples end to end in rows (position ids restarting per "
-        "example) instead of padding them; the same examples and loss, fewer tokens (fdd_core/student/packing.py).",
+    packing: bool | None = Field(
+        None, description="Causal students: lay each batch's examples end to end in rows (position ids restarting per "
+        "example) instead of padding them; the same examples and loss, fewer tokens (fdd_core/student/packing.py). "
+        "Unset: on when training on the CPU, off on CUDA, where packed rows trained slower (bench_gpu_check.py).",
     )
     logging_steps: int = Field(10, ge=1, description="Log loss and learning rate every this many optimiser steps.")
     continue_from_previous: bool = Field(

@@ -3,6 +3,7 @@ or built (issue 14): each was a long traceback found only after replies were bou
 
 import pytest
 
+from fdd_core.config import FDDConfig
 from fdd_core.config_files import ConfigError, load_config
 
 pytestmark = pytest.mark.robustness
@@ -47,3 +48,11 @@ def test_values_at_the_bounds_still_load():
     cfg = load_config("demo", [f"run.seed={2**32 - 1}", "sandbox.timeout_s=3600", "sandbox.workers=256",
                                "data.benchmarks=[synthetic-test, gsm8k]"])
     assert cfg.run.seed == 2**32 - 1 and cfg.sandbox.workers == 256
+
+
+def test_training_packing_unset_packs_on_the_cpu_and_pads_on_cuda_where_packed_rows_trained_slower():
+    from fdd_core.student.train import packs_on
+
+    assert FDDConfig().training.packing is None
+    assert packs_on(None, "cpu") and not packs_on(None, "cuda") and not packs_on(None, "cuda:0")
+    assert packs_on(True, "cuda") and not packs_on(False, "cpu")  # a setting of the user's wins either way
