@@ -110,21 +110,32 @@ def _follow(proc: subprocess.Popen, tracker, progress, workers: list[int]) -> tu
     assert proc.stdout is not None
     for line in proc.stdout:
         line = line.rstrip("\n")
-        if line.startswith(PROGRESS):
-            update = json.loads(line[len(PROGRESS):])
-            tracker(update["done"], update["total"], **update["facts"])
+        tag = next((t for t in (PROGRESS, STARTED, ERROR) if line.startswith(t)), None)
+        record, rest = _record(line[len(tag):]) if tag else (None, line)
+        if tag == PROGRESS and record is not None:
+            tracker(record["done"], record["total"], **record["facts"])
             if progress is not None:
-                progress(update["done"], update["total"])
-        elif line.startswith(STARTED):
-            workers.append(int(json.loads(line[len(STARTED):])["pid"]))
-        elif line.startswith(ERROR):
-            record = json.loads(line[len(ERROR):])
+                progress(record["done"], record["total"])
+        elif tag == STARTED and record is not None:
+            workers.append(int(record["pid"]))
+        elif tag == ERROR and record is not None:
             errors.setdefault(int(record["rank"]), record["error"])
-        elif line.strip():
+        line = rest if record is not None else line
+        if line.strip():
             tail.append(line)
             log.info("%s", line)
     proc.wait()
     return first_failure(errors, list(tail)), tail
+
+
+def _record(text: str) -> tuple[dict | None, str]:
+    """A worker's record and what follows it on the same line: the workers share one pipe, so another process's
+    output can land right after a record (seen once on a full disk); a line that holds no record is left to the log."""
+    try:
+        record, end = json.JSONDecoder().raw_decode(text)
+    except ValueError:
+        return None, text
+    return (record, text[end:]) if isinstance(record, dict) else (None, text)
 
 
 def first_failure(errors: dict[int, str], lines: list[str]) -> str | None:

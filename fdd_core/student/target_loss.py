@@ -41,6 +41,11 @@ def target_loss_trainer() -> type:
                 count = keep.sum() * getattr(self, "current_gradient_accumulation_steps", 1)
             loss = torch.nn.functional.cross_entropy(outputs.logits.float(), targets[keep], reduction="sum")
             loss = loss / torch.as_tensor(count, device=loss.device).clamp(min=1)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                # num_items_in_batch counts every data-parallel process's tokens, and DDP averages the gradients over
+                # the processes: scaled back as Trainer.compute_loss does, or each of N processes trains at 1/N the rate
+                loss = loss * (self.accelerator.num_processes // self.get_tp_size() if self.args.n_gpu <= 1
+                               else self.args.n_gpu)
             return (loss, outputs) if return_outputs else loss
 
     return TargetLossTrainer
