@@ -119,7 +119,11 @@ def test_an_interrupted_parent_stops_torchrun_and_every_worker(tmp_path, data):
 
     def interrupt(done: int, total: int) -> None:
         if done >= 2:  # Ctrl-C (or Prefect cancelling the task) lands while the parent streams the workers' output
-            family.extend(psutil.Process().children(recursive=True))
+            # torchrun and its workers: other children of this pytest process (a session's sandbox pool, servers of
+            # other tests) are not the stage's
+            for child in psutil.Process().children():
+                if "torch.distributed.run" in " ".join(child.cmdline()):
+                    family.extend([child, *child.children(recursive=True)])
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
