@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from tests.processes import terminate
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -56,20 +56,6 @@ def _healthy(api: str) -> bool:
             return json.loads(r.read()) is True
     except (OSError, ValueError):
         return False
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM by PID (Prefect's server takes the first as a graceful stop), then SIGKILL as a last resort."""
-    for _ in range(2):
-        if proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            pass
-    proc.kill()
-    proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +101,8 @@ def followed_run(tmp_path_factory):
         yield {"lines": lines, "seen": seen, "artifacts": artifacts, "logs": logs, "run_dir": tmp / "runs" / "followed"}
     finally:
         if run is not None:
-            _stop(run)
-        _stop(server)
+            terminate(run, wait_s=20)
+        terminate(server, wait_s=20)
 
 
 def _training_windows(lines: list[tuple[float, str]]) -> list[list[tuple[float, str]]]:
@@ -232,7 +218,7 @@ def test_fdd_run_on_a_terminal_draws_live_bars_and_leaves_a_line_per_finished_st
     finally:
         os.close(main)
         if run.poll() is None:
-            _stop(run)
+            terminate(run, wait_s=20)
     text = out.decode(errors="replace")
     assert "━" in text and "\x1b[" in text, text[-2000:]  # a drawn bar, not lines
     assert re.search(r"train\S* +\S*━", text), text[-2000:]  # the bar is the training's
