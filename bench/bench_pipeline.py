@@ -412,9 +412,9 @@ def print_report(result: dict) -> None:
               f"{r['sustained_of_ideal']:>8.0%}  {r['client_cpu_ms_per_request']:>17.2f}  "
               f"{r['server_cpu_ms_per_request']:>17.2f}  {r['speedup']:>6.2f}x  {r['ideal_speedup']:>4g}x")
     if t["rows"]:
-        print(f"target: >= 90% of the ideal at concurrency 256 and 1 s latency (the server's CPU shares the machine's "
-              f"cores with the client's); sustained: between the 10% and 90% completion marks, without the first "
-              f"wave's ramp-up and the last one's drain")
+        print("target: >= 90% of the ideal at concurrency 256 and 1 s latency (the server's CPU shares the machine's "
+              "cores with the client's); sustained: between the 10% and 90% completion marks, without the first "
+              "wave's ramp-up and the last one's drain")
     if "rerun" not in result:
         return
     r = result["rerun"]
