@@ -52,6 +52,16 @@ def data(tmp_path_factory) -> tuple[Path, Path]:
     return train, base_checkpoint(tiny_cfg(), work, [t for e in rows for t in (e.question, e.program)])
 
 
+def torchrun_family() -> list[psutil.Process]:
+    """torchrun and its workers: other children of this pytest process (a session's sandbox pool, servers of other
+    tests) are not the stage's."""
+    family = []
+    for child in psutil.Process().children():
+        if "torch.distributed.run" in " ".join(child.cmdline()):
+            family.extend([child, *child.children(recursive=True)])
+    return family
+
+
 def losses(out: Path) -> list[float]:
     rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     return [row["loss"] for row in rows if "loss" in row]
@@ -98,8 +108,8 @@ def test_a_worker_killed_mid_training_fails_the_stage_and_leaves_nothing(tmp_pat
 
     def kill_a_worker(done: int, total: int) -> None:
         if done >= 2 and not killed:  # training is under way: every worker is past its start
-            family.extend(psutil.Process().children(recursive=True))  # torchrun and its workers
-            workers = [p for p in family if "torch.distributed.run" not in p.cmdline()]
+            family.extend(torchrun_family())
+            workers = family[1:]
             killed.append(workers[-1])
             os.kill(workers[-1].pid, signal.SIGKILL)
 
@@ -119,11 +129,7 @@ def test_an_interrupted_parent_stops_torchrun_and_every_worker(tmp_path, data):
 
     def interrupt(done: int, total: int) -> None:
         if done >= 2:  # Ctrl-C (or Prefect cancelling the task) lands while the parent streams the workers' output
-            # torchrun and its workers: other children of this pytest process (a session's sandbox pool, servers of
-            # other tests) are not the stage's
-            for child in psutil.Process().children():
-                if "torch.distributed.run" in " ".join(child.cmdline()):
-                    family.extend([child, *child.children(recursive=True)])
+            family.extend(torchrun_family())
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
