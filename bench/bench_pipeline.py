@@ -1,8 +1,9 @@
 """The pipeline's plumbing, in one run: teacher throughput by concurrency, a cached re-run against the first run,
 and what Prefect adds around the stages.
 
-1. teacher   TeacherClient (litellm, model openai/fdd-offline) against `fdd teacher serve --latency-ms 1000` over
-             real HTTP, a fresh response store per measurement so nothing is cached: requests/s at concurrency 256
+1. teacher   TeacherClient (litellm, model openai/gpt-4o-mini: a priced name, so each reply is priced as in a paid
+             run; --teacher-model openai/fdd-offline for a name litellm cannot price) against `fdd teacher serve
+             --latency-ms 1000` over real HTTP, a fresh response store per measurement so nothing is cached: requests/s at concurrency 256
              (2,560 requests: ten waves, so the first burst of sends is not all that is timed), as a ratio to the
              ideal (concurrency / latency; the target is >= 0.9), and the CPU seconds per request of the client
              (this process) and of the server (its /proc stat) during the measurement. The earlier rows:
@@ -20,7 +21,7 @@ and what Prefect adds around the stages.
              start, the flow's start), and after the flow.
 
 Usage: python bench/bench_pipeline.py [--latency-ms 1000] [--concurrency 256] [--requests 2560]
-       [--repeats 2] [--config demo] [--set key=value ...] [--skip-teacher | --teacher-only] [--keep DIR] [--json OUT]
+       [--teacher-model openai/gpt-4o-mini] [--repeats 2] [--config demo] [--set key=value ...] [--skip-teacher | --teacher-only] [--keep DIR] [--json OUT]
        (--teacher-only: part 1 alone, about a minute)
 
 Measured on this machine (2 cores, Intel Xeon, Python 3.11.7, prefect 3.8.8, litellm 1.106.2), alone, default
@@ -139,8 +140,8 @@ def sustained_rate(done_at: list[tuple[int, float]], n: int) -> float | None:
     return (hi[0] - lo[0]) / (hi[1] - lo[1])
 
 
-def timed_generate(server: TeacherServer, store_path: Path, concurrency: int, n: int) -> dict:
-    cfg = TeacherConfig(model="openai/fdd-offline", api_base=server.url, concurrency=concurrency, timeout_s=30)
+def timed_generate(server: TeacherServer, store_path: Path, concurrency: int, n: int, model: str) -> dict:
+    cfg = TeacherConfig(model=model, api_base=server.url, concurrency=concurrency, timeout_s=30)
     client = TeacherClient(cfg, BudgetConfig(), ResponseStore(store_path))
     requests = solve_requests(n)
     served = server.requests_served()
@@ -157,12 +158,14 @@ def timed_generate(server: TeacherServer, store_path: Path, concurrency: int, n:
             "server_cpu_ms_per_request": 1000 * server_cpu / n}
 
 
-def bench_teacher(work: Path, latency_ms: float, concurrencies: list[int], counts: list[int], repeats: int) -> dict:
+def bench_teacher(work: Path, latency_ms: float, concurrencies: list[int], counts: list[int], repeats: int,
+                  model: str) -> dict:
     rows = []
     with TeacherServer(work, "teacher-latency", "--latency-ms", str(latency_ms)) as server:
-        timed_generate(server, work / "warmup.sqlite", 4, 8)  # litellm's imports, clients and first connections
+        timed_generate(server, work / "warmup.sqlite", 4, 8, model)  # litellm's imports, clients and first connections
         for concurrency, n in zip(concurrencies, counts):
-            runs = [timed_generate(server, work / f"c{concurrency}-{i}.sqlite", concurrency, n) for i in range(repeats)]
+            runs = [timed_generate(server, work / f"c{concurrency}-{i}.sqlite", concurrency, n, model)
+                    for i in range(repeats)]
             best = min(runs, key=lambda r: r["seconds"])
             if any(r["ok"] != n or r["sent"] != n or r["served"] != n for r in runs):
                 raise RuntimeError(f"concurrency {concurrency}: expected {n} paid replies each time, got {runs}")
@@ -181,7 +184,7 @@ def bench_teacher(work: Path, latency_ms: float, concurrencies: list[int], count
         row["speedup"] = round(row["requests_per_s"] / rows[0]["requests_per_s"], 2)
         row["ideal_speedup"] = row["concurrency"] / rows[0]["concurrency"]
         row["efficiency"] = round(row["requests_per_s"] / (base * row["concurrency"]), 3)
-    return {"latency_ms": latency_ms, "repeats": repeats, "rows": rows}
+    return {"latency_ms": latency_ms, "repeats": repeats, "model": model, "rows": rows}
 
 
 def fdd_run(args: list[str], env: dict, log: Path) -> dict:
@@ -400,7 +403,7 @@ def print_report(result: dict) -> None:
           f"{m['python']}, prefect {m['prefect']}, litellm {m['litellm']}")
     t = result["teacher"]
     if t["rows"]:
-        print(f"\n1. teacher over HTTP, {t['latency_ms']:g} ms latency (best of {t['repeats']})")
+        print(f"\n1. teacher {t['model']} over HTTP, {t['latency_ms']:g} ms latency (best of {t['repeats']})")
         print(f"{'concurrency':>11}  {'requests':>8}  {'seconds':>7}  {'req/s':>7}  {'ideal req/s':>11}  "
               f"{'of ideal':>8}  {'sustained req/s':>15}  {'of ideal':>8}  {'client CPU ms/req':>17}  "
               f"{'server CPU ms/req':>17}  {'speedup':>7}  {'ideal':>5}")
@@ -451,6 +454,8 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=1000.0, help="the teacher server's fixed latency")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[256])
     parser.add_argument("--requests", type=int, nargs="+", default=[2560], help="one count per concurrency")
+    parser.add_argument("--teacher-model", default="openai/gpt-4o-mini",
+                        help="the model name the client sends (priced by litellm's map, or not)")
     parser.add_argument("--repeats", type=int, default=2, help="teacher measurements per concurrency (best kept)")
     parser.add_argument("--config", default="demo", help="profile of the two `fdd run`s")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -473,7 +478,8 @@ def main() -> None:
             args.keep.mkdir(parents=True)  # a new folder: a stale Prefect home or run would be reused
             work = args.keep.resolve()
         if not args.skip_teacher:
-            result["teacher"] = bench_teacher(work, args.latency_ms, args.concurrency, args.requests, args.repeats)
+            result["teacher"] = bench_teacher(work, args.latency_ms, args.concurrency, args.requests, args.repeats,
+                                             args.teacher_model)
         if not args.teacher_only:
             result["rerun"], result["prefect"] = bench_pipeline(work, args.config, args.sets)
     result["total_seconds"] = round(time.perf_counter() - started, 1)

@@ -9,6 +9,7 @@ value is refused with a 400 (see fdd_core.teacher.offline).
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import itertools
 import json
@@ -109,8 +110,10 @@ def create_app(teacher: OfflineTeacher, faults: FaultPlan, log_path: Path | None
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
 
-    def log(status: int | str, outcome: str, req: ChatRequest | None, started: float, kind: str | None = None) -> None:
-        # What was asked, never who asked: no key, only the kind header, and a hash instead of the prompt.
+    def log(status: int | str, outcome: str, req: ChatRequest | None, started: float, kind: str | None = None,
+            agent: str | None = None) -> None:
+        # What was asked, never who asked: no key, only the kind header, the client library's User-Agent (which
+        # HTTP path of litellm sent it), and a hash instead of the prompt.
         if log_path is None:
             return
         digest = hashlib.sha256(json.dumps(req.messages, sort_keys=True).encode()).hexdigest() if req else None
@@ -118,7 +121,7 @@ def create_app(teacher: OfflineTeacher, faults: FaultPlan, log_path: Path | None
             "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "status": status,
             "outcome": outcome, "model": req.model if req else None, "n": req.n if req else None,
             "seed": req.seed if req else None,
-            "kind": kind, "messages_sha256": digest, "duration_ms": round((time.monotonic() - started) * 1000, 1),
+            "kind": kind, "user_agent": agent, "messages_sha256": digest, "duration_ms": round((time.monotonic() - started) * 1000, 1),
         }
         with open(log_path, "a", encoding="utf-8") as f:  # one write per line: lines never interleave
             f.write(json.dumps(line) + "\n")
@@ -134,42 +137,43 @@ def create_app(teacher: OfflineTeacher, faults: FaultPlan, log_path: Path | None
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> JSONResponse:
         started = time.monotonic()
+        say = functools.partial(log, agent=request.headers.get("user-agent"))
         try:
             req = ChatRequest.model_validate(await request.json())
         except (ValidationError, ValueError) as e:
-            log(400, "bad_request", None, started)
+            say(400, "bad_request", None, started)
             return _error(400, f"invalid request: {str(e)[:500]}", "invalid_request_error")
         try:
             kind = parse_kind(request.headers.get(KIND_HEADER))
         except ValueError as e:
-            log(400, "bad_request", req, started)
+            say(400, "bad_request", req, started)
             return _error(400, f"invalid request: {KIND_HEADER}: {str(e)[:200]}", "invalid_request_error")
         if req.stream:
-            log(400, "bad_request", req, started, kind)
+            say(400, "bad_request", req, started, kind)
             return _error(400, "streaming is not supported by the offline teacher", "invalid_request_error")
         if faults.fail_status is not None:
             status = faults.fail_status
-            message, kind, code = OUTAGES.get(status, (f"Injected error {status}.", "server_error", None))
-            log(status, f"fail_{status}", req, started, kind)
-            return _error(status, message.format(model=req.model), kind, code)
+            message, error_type, code = OUTAGES.get(status, (f"Injected error {status}.", "server_error", None))
+            say(status, f"fail_{status}", req, started, kind)
+            return _error(status, message.format(model=req.model), error_type, code)
         outcome = faults.outcome(next(counter))
         if faults.latency_s:
             await asyncio.sleep(faults.latency_s)
         if outcome == "429":
-            log(429, outcome, req, started, kind)
+            say(429, outcome, req, started, kind)
             return _error(429, "Rate limit reached (injected fault); retry after 1 s.", "rate_limit_error",
                           "rate_limit_exceeded", headers={"Retry-After": "1"})
         if outcome == "500":
-            log(500, outcome, req, started, kind)
+            say(500, outcome, req, started, kind)
             return _error(500, "The server had an error (injected fault).", "server_error", "internal_error")
         if outcome == "timeout":
-            log("timeout", outcome, req, started, kind)  # logged first: the client has gone by the end
+            say("timeout", outcome, req, started, kind)  # logged first: the client has gone by the end
             deadline = time.monotonic() + faults.slow_s
             while time.monotonic() < deadline and not await request.is_disconnected():
                 await asyncio.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
         body = _completion(teacher, req, kind)
         if outcome == "ok":
-            log(200, outcome, req, started, kind)
+            say(200, outcome, req, started, kind)
         return JSONResponse(body)
 
     return app
