@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from fdd_core.config import FDDConfig, batch_split_error
+from fdd_core.config import FDDConfig, batch_split_error, precision_error
 
 # In the package, so an installed (not editable) fdd has its profiles; configs/ at the repo root links here.
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
@@ -87,6 +87,9 @@ def _check_together(cfg: FDDConfig, origin: dict[str, str]) -> None:
     if (split := batch_split_error(cfg.training)) is not None:
         where = origin.get("training.processes") or origin.get("training.batch_size") or "config"
         raise ConfigError(f"{where}: {split}")
+    if (mismatch := precision_error(cfg.training)) is not None:
+        where = origin.get("training.precision") or origin.get("training.device") or "config"
+        raise ConfigError(f"{where}: {mismatch}")
 
 
 def config_to_yaml(cfg: FDDConfig) -> str:

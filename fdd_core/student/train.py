@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import FDDConfig, TrainingConfig
+from ..config_files import ConfigError
 from ..progress import Tracker, track
 from ..records import Example
 from ..results import TrainCounts, TrainResult
@@ -85,13 +86,34 @@ def encode_examples(cfg: FDDConfig, tokenizer: Any, examples: list[Example], seq
     return rows, too_long
 
 
-def precision_for(device: str) -> str:
-    """bf16 (fp16 without bf16 support) autocast over float32 master weights on CUDA; fp32 on the CPU."""
+def cpu_computes_bf16() -> bool:
+    """Whether this CPU does bf16 arithmetic in hardware (AVX512-BF16 or AMX), where bf16 autocast is faster than
+    fp32; elsewhere it is emulated and slower. torch's own probes (private, so a missing one means no)."""
     import torch
 
-    if device != "cuda":
-        return "fp32"
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        check = getattr(torch.cpu, probe, None)
+        try:
+            if check is not None and check():
+                return True
+        except Exception:  # a probe that fails says nothing: try the next
+            continue
+    return False
+
+
+def precision_for(device: str, requested: str = "auto") -> str:
+    """training.precision on this device: autocast over float32 master weights. auto: bf16 on CUDA (fp16 without
+    bf16 support) and on a CPU with bf16 in hardware, fp32 on other CPUs."""
+    import torch
+
+    if requested == "fp16" and device != "cuda":
+        raise ConfigError(f"training.precision=fp16 needs a CUDA device, but training runs on {device}: "
+                          "set training.precision to auto, bf16 or fp32")
+    if requested != "auto":
+        return requested
+    if device == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if device == "cpu" and cpu_computes_bf16() else "fp32"
 
 
 def build_model(cfg: FDDConfig, start: Path | str, seq2seq: bool) -> Any:
@@ -251,8 +273,8 @@ def train_student(
     tokenizer = load_tokenizer(start)
     rows, too_long = encode_examples(cfg, tokenizer, examples, seq2seq, train_path)
     device = resolve_device(cfg.training.device)
-    precision = precision_for(device)
-    model = build_model(cfg, start, seq2seq)  # float32 master weights; bf16/fp16 autocast on CUDA
+    precision = precision_for(device, cfg.training.precision)
+    model = build_model(cfg, start, seq2seq)  # float32 master weights, autocast as precision says
     steps = total_steps(cfg.training, len(rows))
     train_log: list[dict] = []
     with _scratch_dir(out_dir) as scratch, track("train", "steps", steps) as tracker:

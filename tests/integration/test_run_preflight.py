@@ -154,7 +154,7 @@ def test_a_pretrained_student_with_the_tiny_students_settings_is_warned(tmp_path
     r, _, _ = fdd(tmp_path, "run", "--dry-run", "--set", "student.model=HuggingFaceTB/SmolLM2-135M-Instruct")
     assert r.returncode == 0, r.stderr
     warnings = [line for line in r.stderr.splitlines() if line.startswith("warning: student.model=")]
-    assert len(warnings) == 1 and "training.learning_rate=0.0015" in warnings[0] and "--config pretrained" in warnings[0]
+    assert len(warnings) == 1 and "training.learning_rate=0.0012" in warnings[0] and "--config pretrained" in warnings[0]
     # the pretrained profile's own settings draw no warning
     r, _, _ = fdd(tmp_path, "run", "--dry-run", "--config", "pretrained")
     assert r.returncode == 0, r.stderr

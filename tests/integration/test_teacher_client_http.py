@@ -4,7 +4,6 @@ faults, Retry-After, budgets, prices, and a client killed midway that must not p
 import hashlib
 import json
 import os
-import select
 import signal
 import subprocess
 import sys

@@ -83,6 +83,8 @@ def test_resolved_config_round_trips_through_yaml(tmp_path):
         (["teacher"], "--set teacher: expected KEY=VALUE, e.g. teacher.model=gpt-4o-mini"),
         (["training.processes=0"], "--set training.processes=0: training.processes: Input should be greater than or equal to 1 (got 0)"),
         (["training.processes=3"], "--set training.processes=3: training.batch_size=32 is not a multiple of training.processes=3: each process takes batch_size / processes examples of a step (e.g. training.batch_size=33)"),
+        (["training.precision=fp8"], "--set training.precision=fp8: training.precision: Input should be 'auto', 'fp32', 'bf16' or 'fp16' (got 'fp8')"),
+        (["training.precision=fp16"], "--set training.precision=fp16: training.precision=fp16 needs training.device=cuda (it is auto): fp16 autocast is for GPUs; set training.precision to auto, bf16 or fp32"),
         (["inference.data_parallel_size=0"], "--set inference.data_parallel_size=0: inference.data_parallel_size: Input should be greater than or equal to 1 (got 0)"),
     ],
 )
