@@ -128,8 +128,8 @@ def gain_by_steps(row_: dict, base: dict) -> dict[str, float]:
     return {s: row_["by_steps"][s] - base["by_steps"].get(s, 0.0) for s in sorted(row_["by_steps"], key=int)}
 
 
-def tier_check(gains: dict[str, float], name: str) -> str:
-    """Mean gain on test problems as long as the seeds against those longer than any seed problem."""
+def tier_check(gains: dict[str, float], name: str, base: str = "plain") -> str:
+    """Mean gain over `base` on test problems as long as the seeds against those longer than any seed problem."""
     seed_max = max(SEED_STEP_WEIGHTS)
     short = [g for s, g in gains.items() if int(s) <= seed_max]
     long = [g for s, g in gains.items() if int(s) > seed_max]
@@ -137,7 +137,7 @@ def tier_check(gains: dict[str, float], name: str) -> str:
         return f"{name} gain by length: the test set has no problems on one side of the seeds' {seed_max} steps"
     a, b = statistics.mean(short), statistics.mean(long)
     verdict = "largest on the longest" if b > a else "NOT largest on the longest"
-    return (f"{name} gain over plain, mean by length: within the seeds' lengths (1-{seed_max} steps) {a:+.0%},"
+    return (f"{name} gain over {base}, mean by length: within the seeds' lengths (1-{seed_max} steps) {a:+.0%},"
             f" longer than any seed ({seed_max + 1}-{max(int(s) for s in gains)} steps) {b:+.0%}: {verdict}")
 
 
@@ -226,6 +226,8 @@ def write_outputs(rows: list[dict], leak: dict, a: argparse.Namespace, started: 
             checks.append(f"fdd-r{n} gain over plain by steps: " + ", ".join(f"{s}: {g:+.0%}" for s, g in gains.items())
                           + f" (largest at {top} steps)")
         checks.append(tier_check(gain_by_steps(last, by_name["plain"]), f"fdd-r{a.rounds}"))
+        # against the same teacher spend on more seed problems: what the feedback's choice of problems adds
+        checks.append(tier_check(gain_by_steps(last, by_name["budget"]), f"fdd-r{a.rounds}", "budget"))
     g, t = leak["generated"], leak["test_vs_test"]
     if g and t:
         checks.append(f"leakage: generated problems' highest similarity to a test problem: median {statistics.median(g):.2f},"
