@@ -190,7 +190,7 @@ class TrainingConfig(_Section):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train: auto picks CUDA when present.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="Autocast over float32 weights. auto: bf16 on CUDA (fp16 where the GPU lacks bf16), and on "
-        "a CPU that computes bf16 in hardware (AVX512-BF16 or AMX: 1.27x the steps a second of fp32 on the demo "
+        "a CPU that computes bf16 in hardware (AVX512-BF16 or AMX: 1.17-1.22x the steps a second of fp32 on the demo "
         "student, the same held-out accuracy), fp32 on other CPUs. fp16 needs training.device: cuda.",
     )
     processes: int = Field(

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..config import FDDConfig, TrainingConfig
+from ..config import FDDConfig, TrainingConfig, precision_error
 from ..config_files import ConfigError
 from ..progress import Tracker, track
 from ..records import Example
@@ -101,16 +101,15 @@ def cpu_computes_bf16() -> bool:
     return False
 
 
-def precision_for(device: str, requested: str = "auto") -> str:
+def precision_for(device: str, tc: TrainingConfig) -> str:
     """training.precision on this device: autocast over float32 master weights. auto: bf16 on CUDA (fp16 without
     bf16 support) and on a CPU with bf16 in hardware, fp32 on other CPUs."""
     import torch
 
-    if requested == "fp16" and device != "cuda":
-        raise ConfigError(f"training.precision=fp16 needs a CUDA device, but training runs on {device}: "
-                          "set training.precision to auto, bf16 or fp32")
-    if requested != "auto":
-        return requested
+    if (mismatch := precision_error(tc)) is not None:  # config_files refuses it first for configs read from files
+        raise ConfigError(mismatch)
+    if tc.precision != "auto":
+        return tc.precision
     if device == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "bf16" if device == "cpu" and cpu_computes_bf16() else "fp32"
@@ -273,7 +272,7 @@ def train_student(
     tokenizer = load_tokenizer(start)
     rows, too_long = encode_examples(cfg, tokenizer, examples, seq2seq, train_path)
     device = resolve_device(cfg.training.device)
-    precision = precision_for(device, cfg.training.precision)
+    precision = precision_for(device, cfg.training)
     model = build_model(cfg, start, seq2seq)  # float32 master weights, autocast as precision says
     steps = total_steps(cfg.training, len(rows))
     train_log: list[dict] = []

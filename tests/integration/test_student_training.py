@@ -126,7 +126,7 @@ def test_packed_batches_give_the_padded_losses_with_less_padding(tmp_path, data,
 
 
 def test_precision_auto_takes_bf16_where_the_cpu_computes_it(tmp_path, data, tiny_base):
-    """training.precision auto: bf16 autocast on a CPU with bf16 in hardware (the demo's steps 1.27x faster), fp32 on
+    """training.precision auto: bf16 autocast on a CPU with bf16 in hardware (the demo's steps 1.17-1.22x faster), fp32 on
     other CPUs and when asked; training_config.json says which, and bf16 really ran (its losses differ)."""
     cfg, base = tiny_base
     runs = {}
