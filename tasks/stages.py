@@ -33,7 +33,7 @@ HOUR = 3600
 # Tasks with retries retry only what another try can fix (a timeout, a lost worker), never a bad setting or bad data
 # (retry_transient). Cache keys leave out settings that change speed, not outputs (tasks.caching.NOT_IN_OUTPUTS):
 # versions 4 (teacher stages) and 3 (evaluate, feedback) are the first without them; train reads none (its 3:
-# training targets store the answer in `ans`, prompting.as_prompted).
+# training targets store the answer in `ans`, prompting.as_prompted; its 4: only where the prompt asks for it).
 
 # What the run spent before a teacher stage, and who the run is: they set where the budget starts, not what a
 # finished stage produced, so a resumed run finds its finished stages whatever came before them
@@ -80,7 +80,7 @@ def base_checkpoint_task(cfg: FDDConfig, run_dir: str, train: str) -> str:
 
 
 @task(name="train", tags=["gpu"], timeout_seconds=24 * HOUR, persist_result=True,
-      cache_key_fn=stage_cache_key("train", 3, [*STUDENT, "training"], ["train", "base", "previous"]))
+      cache_key_fn=stage_cache_key("train", 4, [*STUDENT, "training"], ["train", "base", "previous"]))
 def train_task(cfg: FDDConfig, train: str, out_dir: str, base: str, previous: str | None = None) -> TrainResult:
     with progress_artifacts():
         return _logged(train_student(cfg, Path(train), Path(out_dir), base=base,

@@ -47,7 +47,7 @@ def adds_eos(tokenizer: Any) -> bool:
 
 
 def as_prompted(program: str) -> str:
-    """The program in the form INSTRUCTION asks for: the answer stored in `ans`.
+    """The program in the form INSTRUCTION (the chat-template prompt) asks for: the answer stored in `ans`.
 
     Teachers also write PAL's form, `def solution(): ... return x` (the sandbox accepts both). A student trained on
     both learns two conventions for one prompt, so every training target is written the one way: a solution()
@@ -92,10 +92,16 @@ def _names(node: Any) -> set[str]:
 
 
 def build_target(tokenizer: Any, program: str, *, seq2seq: bool | None = None) -> str:
-    """The program (as_prompted: the answer in `ans`, as the prompt asks) followed by what ends it: EOS text for
-    causal models; nothing for seq2seq (or any tokenizer that appends EOS itself: seq2seq=None detects that),
-    since the tokenizer adds </s>."""
-    program = as_prompted(program.strip("\n"))
+    """The program followed by what ends it: EOS text for causal models; nothing for seq2seq (or any tokenizer that
+    appends EOS itself: seq2seq=None detects that), since the tokenizer adds </s>.
+
+    Where the prompt is INSTRUCTION in a chat template, the program is as_prompted (the answer in `ans`, as the
+    prompt asks). The plain prompt asks for no form, so there it stays as the teacher wrote it: the tiny student
+    learns PAL's solution() form far better than straight-line code (round 0 of the demo, 600 steps: 28.8% held-out
+    with the teacher's forms, 12.2% with every target rewritten into `ans`; bench/bench_method.py)."""
+    program = program.strip("\n")
+    if has_chat_template(tokenizer):
+        program = as_prompted(program)
     if seq2seq is None:
         seq2seq = adds_eos(tokenizer)
     if seq2seq or not getattr(tokenizer, "eos_token", None):

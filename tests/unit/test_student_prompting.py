@@ -146,9 +146,10 @@ def answer_of(program: str):
     return scope["solution"]() if "solution" in scope else scope.get("ans")
 
 
-def test_training_programs_store_the_answer_in_ans_as_the_prompt_asks(causal_tok, seeds):
+def test_training_programs_store_the_answer_in_ans_as_the_prompt_asks(chat_tok, seeds):
     """Issue 17: the prompt asks for `ans`, half the offline teacher's programs define solution() (PAL's form) and
-    the student followed. Every training target now stores its answer in `ans`, with the same value."""
+    the student followed. Every training target of a prompt with the instruction stores its answer in `ans`, with
+    the same value."""
     from fdd_core.student.prompting import as_prompted
     from fdd_core.teacher.offline import PATH_STYLES, reasoning_path
 
@@ -158,10 +159,22 @@ def test_training_programs_store_the_answer_in_ans_as_the_prompt_asks(causal_tok
         for style in range(PATH_STYLES):
             program = reasoning_path(problem.solution, style)
             wrapped += "def solution" in program
-            target = build_target(causal_tok, program, seq2seq=False)
+            target = build_target(chat_tok, program, seq2seq=False)
             assert "def solution" not in target and "\nans = " in "\n" + target, target
             assert answer_of(as_prompted(program)) == answer_of(program)
     assert wrapped == 40  # half of them came as solution()
+
+
+def test_the_plain_prompt_learns_the_teachers_programs_as_written(causal_tok, seq2seq_tok, seeds):
+    """The plain prompt (a tokenizer without a chat template: the tiny from_config students) asks for no form: its
+    targets are the teacher's programs, solution() included. Rewriting them into `ans` cost the tiny student 16
+    points of held-out accuracy at round 0 (bench_method; the docstring of build_target)."""
+    from fdd_core.teacher.offline import reasoning_path
+
+    pal = reasoning_path(seeds[0].solution, 2)
+    assert pal.startswith("def solution():")
+    assert build_target(causal_tok, pal + "\n") == pal + causal_tok.eos_token
+    assert build_target(seq2seq_tok, pal) == pal
 
 
 @pytest.mark.parametrize("program", [
