@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -187,6 +188,37 @@ replies = client.generate(requests_for_test(100))
 print(json.dumps({"ok": sum(r.ok for r in replies), "cached": client.stats.cached,
                   "requests": client.stats.requests}))
 """
+
+
+COMMIT_S = 0.25
+
+
+class SlowDiskStore(ResponseStore):
+    """Every commit takes COMMIT_S longer, as on a slow or busy disk. A fake: this machine's disks cannot be slowed
+    for one test; the store's own code runs unchanged."""
+
+    @contextmanager
+    def transaction(self):
+        with super().transaction():
+            yield
+            time.sleep(COMMIT_S)
+
+
+def test_a_sending_slot_waits_for_no_store_commit(tmp_path, teacher_server):
+    """A request's slot is its HTTP exchange: the next request was claimed while the one before was in flight, and
+    goes out the moment it ends, while that reply is still being stored (issue 15: the two store commits a request
+    made inside its slot held concurrency 256 below 90% of the ideal)."""
+    url, log = teacher_server("--latency-ms", "1000")
+    cfg = TeacherConfig(model="openai/teacher", api_base=url, concurrency=1, timeout_s=5, max_retries=0)
+    client = TeacherClient(cfg, BudgetConfig(), SlowDiskStore(tmp_path / "teacher.sqlite"))
+    replies = client.generate(requests_for_test(4))
+    assert all(r.ok for r in replies) and len(client.store) == 4  # each stored before generate returned it
+    lines = sorted(read_log(log), key=time_of)
+    ends = [time_of(line) for line in lines]
+    starts = [end - line["duration_ms"] / 1000 for end, line in zip(ends, lines)]
+    gaps = [start - end for start, end in zip(starts[1:], ends)]
+    assert len(lines) == 4 and min(gaps) > -0.005, gaps  # one at a time: concurrency 1 (the log has ms)
+    assert max(gaps) < COMMIT_S, gaps  # was >= 2 commits: the reply's put, then the next request's claim
 
 
 @pytest.mark.slow
