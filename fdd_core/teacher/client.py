@@ -64,11 +64,11 @@ CLAIM_POLL_S = 0.2  # how often a request another process has in flight is looke
 def claims_ahead(concurrency: int) -> int:
     """Requests that may hold a claim while they wait for one of the concurrency sending slots.
 
-    A slot is held for the HTTP exchange only: the claim before it and the durable put after it are store batches
-    (~20 ms each on 2 cores), which held every slot ~4% longer than its request when made inside it, and concurrency
-    256 below 90% of the ideal (issue 15). An eighth of the slots queued with their claims made covers a store batch
-    at 256 requests/s; fewer than the slots, each waits for at most one request to end, so a claim is never older
-    than the staleness a request in flight is allowed (ResponseStore.claim's stale_after_s)."""
+    A slot is held for the HTTP exchange and the durable put of its reply (so that at most concurrency paid replies
+    are at risk), not for the claim before it: a store batch (~20 ms on 2 cores) that held every slot ~2% longer
+    when made inside it, at concurrency 256 (issue 15). An eighth of the slots queued with their claims made covers
+    a store batch at 256 requests/s; fewer than the slots, each waits for at most one request to end, so a claim is
+    never older than the staleness a request in flight is allowed (ResponseStore.claim's stale_after_s)."""
     return max(1, concurrency // 8)
 
 _gc_lock = threading.Lock()
@@ -489,15 +489,15 @@ class TeacherClient:
         # provider's own timeout, which normally fires first with a better message.
         guard_s = self._guard_s
         error: BaseException | None = None
-        response: Any = None
-        async with self._sending:  # retries' waits hold the slot: a rate-limited provider is not sent more meanwhile
+        # The slot is held until the reply is durable: at most cfg.concurrency paid replies are ever at risk (a full
+        # disk loses those, no more). Retries' waits hold it too: a rate-limited provider is not sent more meanwhile.
+        async with self._sending:
             if self._fatal is not None:  # came while this request waited for its slot: the stage is stopping
                 return TeacherReply(request, None, self._scrub(str(self._fatal))[:500], key=key)
             for attempt in range(cfg.max_retries + 1):
                 self.stats.attempts += 1
                 try:
                     response = await asyncio.wait_for(litellm.acompletion(**kwargs), guard_s)
-                    break
                 except Exception as e:
                     error = e
                     if not _retryable(e) or attempt == cfg.max_retries:
@@ -507,8 +507,8 @@ class TeacherClient:
                     log.info("teacher retry %d/%d in %.2fs: %s", attempt + 1, cfg.max_retries, delay,
                              self._describe(e))
                     await asyncio.sleep(delay)
-        if response is not None:
-            return await self._paid_reply(request, key, response)  # stored (a store batch) after the slot is free
+                    continue
+                return await self._paid_reply(request, key, response)
         self.stats.failures += 1
         attempts = f" (after {attempt + 1} attempts)" if attempt else ""
         self.last_error = self._describe(error) + attempts
