@@ -24,7 +24,6 @@ import openai  # noqa: E402  (litellm's exceptions subclass openai's; their base
 
 from fdd_core.config import BudgetConfig, TeacherConfig  # noqa: E402
 # costs also quiets litellm's stdout banners (suppress_debug_info)
-from fdd_core.teacher.event_loop import run_loop  # noqa: E402
 from fdd_core.teacher.costs import FREE_PROVIDERS, BudgetLedger, TeacherStats, is_priced, token_cost  # noqa: E402
 from fdd_core.teacher.prompts import KIND_HEADER, KINDS, Prompt, RequestKind  # noqa: E402
 from fdd_core.teacher.response_store import ResponseStore, StoreError, StoredReply  # noqa: E402
@@ -303,9 +302,9 @@ class TeacherClient:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return run_loop(self.agenerate(requests, on_progress))
+            return asyncio.run(self.agenerate(requests, on_progress))
         with ThreadPoolExecutor(max_workers=1) as pool:
-            return pool.submit(run_loop, self.agenerate(requests, on_progress)).result()
+            return pool.submit(asyncio.run, self.agenerate(requests, on_progress)).result()
 
     async def agenerate(self, requests: Sequence[TeacherRequest], on_progress: Progress | None = None
                         ) -> list[TeacherReply]:

@@ -24,7 +24,6 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from fdd_core.teacher.event_loop import run_loop
 from fdd_core.teacher.offline import OfflineTeacher, parse_kind
 from fdd_core.teacher.prompts import KIND_HEADER
 
@@ -200,4 +199,4 @@ def serve(host: str = "127.0.0.1", port: int = 8765, *, error_rate: float = 0.1,
             print(f"fdd teacher serving on http://{host}:{bound}/v1", flush=True)
         await task
 
-    run_loop(run())
+    asyncio.run(run())

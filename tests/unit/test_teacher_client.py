@@ -396,16 +396,3 @@ def test_an_outage_stops_the_batch_at_once_naming_status_and_message(tmp_path, m
         client.generate(_requests(40))
     assert down.calls <= 2  # the requests in flight when the first refusal came back, no more
 
-
-def test_the_client_runs_on_uvloop_where_it_is_installed():
-    """The installed product takes uvloop for the teacher's event loop (17% less CPU a request at concurrency 256,
-    bench_pipeline); a missing pin would fall back to asyncio's loop silently, only slower."""
-    import asyncio
-    import sys
-
-    from fdd_core.teacher.event_loop import run_loop
-
-    async def loop_type() -> str:
-        return type(asyncio.get_running_loop()).__module__
-
-    assert run_loop(loop_type()).startswith("uvloop" if sys.platform != "win32" else "asyncio")
