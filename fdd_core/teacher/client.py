@@ -70,6 +70,7 @@ def claims_ahead(concurrency: int) -> int:
     never older than the staleness a request in flight is allowed (ResponseStore.claim's stale_after_s)."""
     return max(1, concurrency // 8)
 
+
 _gc_lock = threading.Lock()
 _gc_holders = 0
 _gc_thresholds: tuple[int, ...] = ()
@@ -429,9 +430,13 @@ class TeacherClient:
         if self._exhausted():
             self.stats.skipped += 1
             return TeacherReply(request, None, BUDGET, key=key)
-        if self._fatal is not None:  # the stage is stopping: send nothing more
-            return TeacherReply(request, None, self._scrub(str(self._fatal))[:500], key=key)
-        return None
+        return self._stopping(request, key)
+
+    def _stopping(self, request: TeacherRequest, key: str) -> TeacherReply | None:
+        """The reply of a request the stage will not send (a StoreError or an outage stopped it), else None."""
+        if self._fatal is None:
+            return None
+        return TeacherReply(request, None, self._scrub(str(self._fatal))[:500], key=key)
 
     async def _fetch(self, request: TeacherRequest, key: str) -> TeacherReply:
         if (refused := await self._may_send(request, key)) is not None:
@@ -491,8 +496,8 @@ class TeacherClient:
         # The slot is held until the reply is durable: at most cfg.concurrency paid replies are ever at risk (a full
         # disk loses those, no more). Retries' waits hold it too: a rate-limited provider is not sent more meanwhile.
         async with self._sending:
-            if self._fatal is not None:  # came while this request waited for its slot: the stage is stopping
-                return TeacherReply(request, None, self._scrub(str(self._fatal))[:500], key=key)
+            if (stopped := self._stopping(request, key)) is not None:  # came while it waited for its slot
+                return stopped
             for attempt in range(cfg.max_retries + 1):
                 self.stats.attempts += 1
                 try:

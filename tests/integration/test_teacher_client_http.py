@@ -218,8 +218,9 @@ def test_a_sending_slot_waits_for_its_replys_commit_and_no_other(tmp_path, teach
     ends = [time_of(line) for line in lines]
     starts = [end - line["duration_ms"] / 1000 for end, line in zip(ends, lines)]
     gaps = [start - end for start, end in zip(starts[1:], ends)]
-    assert len(lines) == 4 and min(gaps) > -0.005, gaps  # one at a time: concurrency 1 (the log has ms)
-    assert min(gaps) >= COMMIT_S - 0.005, gaps  # the reply was durable before another was bought
+    assert len(lines) == 4, lines
+    # one at a time (concurrency 1), and the reply was durable before another was bought (the log has ms)
+    assert min(gaps) >= COMMIT_S - 0.005, gaps
     assert max(gaps) < 2 * COMMIT_S, gaps  # was >= 2 commits: the reply's put, then the next request's claim
 
 

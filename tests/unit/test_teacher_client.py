@@ -395,4 +395,3 @@ def test_an_outage_stops_the_batch_at_once_naming_status_and_message(tmp_path, m
     with pytest.raises(TeacherOutage, match=rf"HTTP {status}: .*the provider's own words"):
         client.generate(_requests(40))
     assert down.calls <= 2  # the requests in flight when the first refusal came back, no more
-
