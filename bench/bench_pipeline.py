@@ -26,9 +26,9 @@ Usage: python bench/bench_pipeline.py [--latency-ms 1000] [--concurrency 256] [-
 
 Measured on this machine (2 cores, Intel Xeon, Python 3.11.7, prefect 3.8.8, litellm 1.106.2), alone, default
 sizes: 159 s in all (`--json docs/results/pipeline.json`).
-  teacher, concurrency 256, 1 s latency, alone (`--teacher-only`, best of 3, 2026-11-27): 224.4 req/s, 88% of the
-           ideal (sustained 231.4, 90%), client 1.66 CPU ms per request (docs/results/pipeline_teacher.json); 7,680
-           requests (`--requests 7680`, about a stage of the demo's round 2): 234.7 req/s, 92% (sustained 240.2, 94%)
+  teacher, concurrency 256, 1 s latency, alone (`--teacher-only`, best of 3, 2026-11-28): 231.5 req/s, 90% of the
+           ideal (sustained 237.9, 93%), client 1.97 CPU ms per request (docs/results/pipeline_teacher.json); 7,680
+           requests (`--requests 7680`, about a stage of the demo's round 2): 239.8 req/s, 94% (sustained 243.8, 95%)
            (docs/results/pipeline_teacher_7680.json): the first wave's ramp-up weighs less in a longer batch
   teacher, 100 ms latency (before issue 15's client changes; the 256 / 1 s row: docs/RESULTS.md): concurrency 1:
            9.1 req/s (ideal 10); 8: 64.6 req/s, 7.1x (ideal 8x); 32: 162.8 req/s,
