@@ -7,7 +7,8 @@ For each seed (run.seed: the synthetic split, sampling and training), with the d
   fdd-rN    FDD after N feedback rounds (N = 1 .. --rounds)
   k=K       plain distillation with K reasoning paths per seed problem (the paths sweep)
 Every student but budget trains the same number of steps (training.max_steps of the profile), so those rows differ
-only in their data; budget trains as many epochs as FDD's last round (more steps over its bigger set). Each row: held-out synthetic accuracy overall and by number of steps, teacher requests used.
+only in their data; budget trains as many epochs as FDD's last round (more steps over its bigger set). Each row:
+held-out synthetic accuracy overall and by number of steps, teacher requests used.
 Leakage: for every problem FDD generated, its highest word-bag similarity (the curation's measure) to any
 test problem, as a histogram against the same figure for each test problem to the rest of the test set.
 
@@ -292,7 +293,7 @@ def fdd_epochs(report: dict) -> float | None:
     if not tc.get("max_steps"):
         return None
     rows = report["rounds"][-1]["train_size"]
-    return tc["max_steps"] * tc["batch_size"] * tc.get("gradient_accumulation_steps", 1) / max(1, rows)
+    return tc["max_steps"] * tc["batch_size"] * tc["gradient_accumulation_steps"] / max(1, rows)
 
 
 def seed_rows(a: argparse.Namespace, workdir: Path, seed: int, k: int, report_of) -> list[dict]:

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,16 @@ FDD = shutil.which("fdd", path=str(Path(sys.executable).parent)) or "fdd"
 def read_log(path: Path) -> list[dict]:
     """The server's request log: one dict per request it served."""
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def time_of(line: dict) -> float:
+    """When the server logged a request of its log (its reply's end), in seconds since the epoch (ms resolution)."""
+    return datetime.fromisoformat(line["time"]).timestamp()
+
+
+def arrival_of(line: dict) -> float:
+    """When a request of the server's log reached it: its logged end less its duration."""
+    return time_of(line) - line["duration_ms"] / 1000
 
 
 @pytest.fixture

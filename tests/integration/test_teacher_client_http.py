@@ -20,7 +20,7 @@ from fdd_core.teacher.costs import token_cost
 from fdd_core.teacher.prompts import load_prompt
 from fdd_core.teacher.response_store import ResponseStore
 
-from .conftest import REPO, read_log
+from .conftest import REPO, arrival_of, read_log, time_of
 
 FAKE_KEY = "fddtestkey-http-0123456789abcdef-not-real"
 
@@ -88,12 +88,6 @@ def test_faults_are_retried_and_an_identical_second_run_sends_nothing(tmp_path, 
         assert new_lines == [] and again.stats.attempts == 0
     assert again.stats.cached == 100 - len(failed)
     assert [r.text for r in replies2 if r.cached] == [r.text for r in replies if r.ok]
-
-
-def time_of(line: dict) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(line["time"]).timestamp()
 
 
 @pytest.mark.robustness
@@ -216,7 +210,7 @@ def test_a_sending_slot_waits_for_its_replys_commit_and_no_other(tmp_path, teach
     assert all(r.ok for r in replies) and len(client.store) == 4  # each stored before generate returned it
     lines = sorted(read_log(log), key=time_of)
     ends = [time_of(line) for line in lines]
-    starts = [end - line["duration_ms"] / 1000 for end, line in zip(ends, lines)]
+    starts = [arrival_of(line) for line in lines]
     gaps = [start - end for start, end in zip(starts[1:], ends)]
     assert len(lines) == 4, lines
     # one at a time (concurrency 1), and the reply was durable before another was bought (the log has ms)

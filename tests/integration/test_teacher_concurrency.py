@@ -5,7 +5,6 @@ import asyncio
 import http.client
 import json
 import time
-from datetime import datetime
 
 import pytest
 
@@ -14,7 +13,7 @@ from fdd_core.teacher.client import TeacherClient, TeacherRequest
 from fdd_core.teacher.prompts import load_prompt
 from fdd_core.teacher.response_store import ResponseStore
 
-from .conftest import read_log
+from .conftest import arrival_of, read_log
 
 
 def _requests(first: int, n: int) -> list[TeacherRequest]:
@@ -93,7 +92,7 @@ def test_the_first_wave_leaves_spread_out_not_in_one_burst(tmp_path, teacher_ser
     store.close()
     assert all(r.ok for r in replies)
     served = read_log(log)
-    arrived = sorted(datetime.fromisoformat(row["time"]).timestamp() - row["duration_ms"] / 1000 for row in served)
+    arrived = sorted(arrival_of(row) for row in served)
     assert len(arrived) == n
     spread = arrived[-1] - arrived[0]
     assert spread >= 0.9 * (n - 1) * START_SPACING_S, f"the first wave arrived within {spread * 1000:.1f} ms"
