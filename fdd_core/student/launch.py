@@ -106,6 +106,7 @@ def _follow(proc: subprocess.Popen, tracker, progress, workers: list[int]) -> tu
     """Read the workers' output to its end: progress to the tracker, PIDs to `workers`, the rest to the log.
     Returns the failure to report (None when no worker failed) and the last lines of output."""
     errors: dict[int, str] = {}  # rank -> the error line that rank wrote
+    peers: set[int] = set()  # ranks whose error was losing another worker (it only follows that one's failure)
     tail: deque = deque(maxlen=40)
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -119,13 +120,17 @@ def _follow(proc: subprocess.Popen, tracker, progress, workers: list[int]) -> tu
         elif tag == STARTED and record is not None:
             workers.append(int(record["pid"]))
         elif tag == ERROR and record is not None:
-            errors.setdefault(int(record["rank"]), record["error"])
+            rank = int(record["rank"])
+            if rank not in errors:
+                errors[rank] = record["error"]
+                if record.get("peer"):
+                    peers.add(rank)
         line = rest if record is not None else line
         if line.strip():
             tail.append(line)
             log.info("%s", line)
     proc.wait()
-    return first_failure(errors, list(tail)), tail
+    return first_failure(errors, peers, list(tail)), tail
 
 
 def _record(text: str) -> tuple[dict | None, str]:
@@ -138,14 +143,18 @@ def _record(text: str) -> tuple[dict | None, str]:
     return (record, text[end:]) if isinstance(record, dict) else (None, text)
 
 
-def first_failure(errors: dict[int, str], lines: list[str]) -> str | None:
-    """The worker that failed first, as torchrun's summary names it ("Root Cause"): its own error line, or how it
-    died (a killed worker writes none); the others' errors (a peer's lost connection) only follow from it."""
+def first_failure(errors: dict[int, str], peers: set[int], lines: list[str]) -> str | None:
+    """The failure that caused the others. A worker's own error (a full disk, out of memory) comes first: torchrun's
+    "Root Cause" is only the first exit it observed, to the second, and a worker that lost its peer can abort before
+    the failing one has exited (seen in CI: rank 1 aborted at exit while rank 0 still reported its full disk). Then
+    the root cause torchrun names: its error line, or how it died (a killed worker writes none). Errors in `peers`
+    (a lost connection) only follow another's failure."""
+    own = [rank for rank in errors if rank not in peers]
     root = _root_cause(lines)
-    if root is not None:
+    if root is not None and (not own or root[0] in own):
         rank, how = root
         return errors.get(rank) or f"training worker rank {rank} died: {how}"
-    return next(iter(errors.values()), None)
+    return errors[own[0]] if own else next(iter(errors.values()), None)
 
 
 def _root_cause(lines: list[str]) -> tuple[int, str] | None:

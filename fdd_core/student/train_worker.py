@@ -2,8 +2,9 @@
 
 Every rank runs train_student on the job; the Trainer reads torchrun's environment (RANK, WORLD_SIZE, ...) and
 trains with DDP. Rank 0 writes the model, logs and MANIFEST, reports progress on stdout and records the result at
-the job's "result" path. A rank that fails writes one error line for the parent, its traceback to stderr; every rank
-exits as soon as the launching process is gone (its stdin, a pipe from that process, reads EOF).
+the job's "result" path. A rank that fails writes one error line for the parent (marked when it only lost a peer),
+its traceback to stderr; every rank exits as soon as the launching process is gone (its stdin, a pipe from that
+process, reads EOF).
 """
 
 from __future__ import annotations
@@ -48,6 +49,23 @@ def _exit_when_the_parent_goes() -> None:
     threading.Thread(target=wait, name="fdd-parent-watch", daemon=True).start()
 
 
+def _lost_a_peer(e: BaseException) -> bool:
+    """The error is this worker losing another (a connection closed or reset, a collective cut short): it only
+    follows that worker's failure. torch raises its DistError for some; gloo's transport a plain RuntimeError."""
+    import torch.distributed as dist
+
+    return isinstance(e, dist.DistError) or "gloo/transport" in str(e)
+
+
+def _leave_the_group() -> None:
+    """Leave the process group before exiting: a gloo group left to interpreter shutdown aborts the process
+    (SIGABRT) when a peer has gone meanwhile, and torchrun may then name this worker the failure's root cause."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def main(argv: list[str]) -> int:
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     if os.environ.get(PARENT_PIPE):
@@ -65,9 +83,11 @@ def main(argv: list[str]) -> int:
                                    previous=Path(job["previous"]) if job["previous"] else None)
         if rank == 0:
             atomic_write_text(Path(job["result"]), result.model_dump_json())
+        _leave_the_group()
     except BaseException as e:  # noqa: BLE001 - any failure becomes the parent's one line, then a non-zero exit
         message = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        _say(ERROR, {"rank": rank, "error": f"training worker rank {rank} failed: {type(e).__name__}: {message}"})
+        _say(ERROR, {"rank": rank, "error": f"training worker rank {rank} failed: {type(e).__name__}: {message}",
+                     "peer": _lost_a_peer(e)})
         traceback.print_exc()
         return 1
     return 0
