@@ -282,11 +282,10 @@ class FDDConfig(_Section):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig, description="Limits of untrusted program runs.")
 
 
-# The tiny from_config student's training settings (TrainingConfig's defaults and the demo profile's step count):
-# right for 0.5M random weights, ruinous for a pretrained model (lr 1e-3 wipes out what it knows; 800 steps of 32 is
-# hours on a CPU). configs/pretrained.yaml holds settings for pretrained students, chosen from peers' defaults.
+# The tiny from_config student's training settings (the demo profile's rate and step count): right for 0.5M random
+# weights, ruinous for a pretrained model (lr 1e-3 wipes out what it knows; 600 steps of 32 is hours on a CPU).
+# configs/pretrained.yaml holds settings for pretrained students, chosen from peers' defaults.
 TINY_LEARNING_RATE = 5e-4  # at or above: a rate for random weights, not for fine-tuning
-TINY_STEPS, TINY_BATCH = 500, 32  # the demo profile's (configs/demo.yaml)
 
 
 def pretrained_student_warning(cfg: FDDConfig) -> str | None:
@@ -294,14 +293,16 @@ def pretrained_student_warning(cfg: FDDConfig) -> str | None:
     settings, naming them and what to use instead; None when the settings suit it."""
     if cfg.student.model == "from_config":
         return None
-    tc = cfg.training
+    from .config_files import load_config  # the demo profile's steps and batch, read where they are set
+
+    tc, demo = cfg.training, load_config("demo").training
     found = []
     if tc.learning_rate >= TINY_LEARNING_RATE:
         found.append(f"training.learning_rate={tc.learning_rate:g}")
-    if tc.max_steps == TINY_STEPS and tc.batch_size == TINY_BATCH:
+    if tc.max_steps == demo.max_steps and tc.batch_size == demo.batch_size:
         found.append(f"training.max_steps={tc.max_steps} at training.batch_size={tc.batch_size}")
     if not found:
         return None
-    return (f"student.model={cfg.student.model} is a pretrained model, but {' and '.join(found)} are the tiny "
-            "from_config student's settings; use --config pretrained (LoRA at lr 2e-4, 3 epochs, batch 16) or set "
+    return (f"student.model={cfg.student.model} is a pretrained model, but it has the tiny from_config student's "
+            f"{' and '.join(found)}; use --config pretrained (LoRA at lr 2e-4, 3 epochs, batch 16) or set "
             "training.learning_rate (2e-5 full, 2e-4 LoRA) and training.epochs/max_steps")

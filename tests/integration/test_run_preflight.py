@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from fdd_core.config_files import load_config
+
 FDD = shutil.which("fdd", path=str(Path(sys.executable).parent)) or "fdd"
 NO_KEY_VAR = "FDD_TEST_NO_SUCH_KEY"
 PRICED = ["--set", "teacher.model=openai/gpt-4o-mini", "--set", "teacher.api_base=http://127.0.0.1:9",
@@ -159,3 +161,14 @@ def test_a_pretrained_student_with_the_tiny_students_settings_is_warned(tmp_path
     r, _, _ = fdd(tmp_path, "run", "--dry-run", "--config", "pretrained")
     assert r.returncode == 0, r.stderr
     assert "warning: student.model=" not in r.stderr
+
+
+def test_a_pretrained_student_on_the_demos_training_settings_is_warned_of_both(tmp_path):
+    """The demo profile's rate and steps are for random weights: a hub model given them is named with both."""
+    r, _, _ = fdd(tmp_path, "run", "--dry-run", "--set", "student.model=Qwen/Qwen2.5-0.5B")
+    assert r.returncode == 0, r.stderr
+    assert_nothing_started(tmp_path, r)
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+    demo = load_config("demo").training
+    assert len(warnings) == 1 and f"training.learning_rate={demo.learning_rate:g}" in warnings[0], r.stderr
+    assert f"training.max_steps={demo.max_steps} at training.batch_size={demo.batch_size}" in warnings[0], warnings
