@@ -1,11 +1,13 @@
 """What a training step of the tiny demo student costs, padded as before against packed with the LM head on the
-program tokens only (fdd_core/student/packing.py, target_loss.py), on the same random batches, in one process; and
-the packed step under bf16 autocast (training.precision auto on a CPU with bf16 in hardware) against fp32.
+program tokens only (fdd_core/student/packing.py, target_loss.py), on the same random batches, in one process; the
+packed step under bf16 autocast (training.precision auto on a CPU with bf16 in hardware) against fp32; and that step
+with PyTorch's math attention (train.py's training_attention, what training on the CPU uses) against its default
+CPU kernel (flash attention).
 
 Data: the demo's kind of rows (seed-like 1-4 step problems, as in round 0) and a late round's (those plus as many
 5-8 step problems). Each variant runs the same batches; variants alternate, so a busy machine slows both alike.
-Reports ms per step, token slots per step, the ratio old / new, and new / new-bf16 (where the CPU computes bf16 in
-hardware; elsewhere bf16 is emulated and the figure says so).
+Reports ms per step, token slots per step, the ratio old / new, new / new-bf16 (where the CPU computes bf16 in
+hardware; elsewhere bf16 is emulated and the figure says so) and new-bf16 / new-bf16-math.
 
 Usage: python bench/bench_train_step.py [--steps 20] [--reps 3] [--threads 2] [--json OUT]
 """
@@ -25,7 +27,7 @@ from fdd_core.student import build_tiny_student, encode_example
 from fdd_core.student.factory import load_model, load_tokenizer
 from fdd_core.student.packing import PackingCollator
 from fdd_core.student.target_loss import target_loss_trainer
-from fdd_core.student.train import cpu_computes_bf16
+from fdd_core.student.train import cpu_computes_bf16, training_attention
 from fdd_core.synthetic import make_splits, steps_of
 
 
@@ -69,6 +71,10 @@ def main() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             return new(batch)
 
+    def new_bf16_math(batch):
+        with training_attention("cpu"):
+            return new_bf16(batch)  # the backward follows the forward's choice: math attention's is plain autograd
+
     def run(rows, step_fn, seed):
         rng, started = random.Random(seed), time.perf_counter()
         for _ in range(a.steps):
@@ -81,9 +87,9 @@ def main() -> None:
               "data": {}}
     for name, rows in datasets(tokenizer).items():
         run(rows, new, 99)  # warm up
-        times = {"old": [], "new": [], "new_bf16": []}
+        times = {"old": [], "new": [], "new_bf16": [], "new_bf16_math": []}
         for rep in range(a.reps):
-            for label, fn in (("old", old), ("new", new), ("new_bf16", new_bf16)):
+            for label, fn in (("old", old), ("new", new), ("new_bf16", new_bf16), ("new_bf16_math", new_bf16_math)):
                 times[label].append(run(rows, fn, rep))
         packer = PackingCollator(tokenizer.pad_token_id)
         padder = PackingCollator(tokenizer.pad_token_id, pack=False)
@@ -94,11 +100,13 @@ def main() -> None:
         row = {"ms_step_old": round(statistics.median(times["old"]), 1),
                "ms_step_new": round(statistics.median(times["new"]), 1),
                "ms_step_new_bf16": round(statistics.median(times["new_bf16"]), 1),
+               "ms_step_new_bf16_math": round(statistics.median(times["new_bf16_math"]), 1),
                "padding_old": padder.padding_share(), "padding_new": packer.padding_share(),
                "labelled_share": round(statistics.mean(sum(x != -100 for x in r["labels"]) / len(r["labels"])
                                                        for r in rows), 3)}
         row["speedup"] = round(row["ms_step_old"] / row["ms_step_new"], 2)
         row["bf16_speedup"] = round(row["ms_step_new"] / row["ms_step_new_bf16"], 2)
+        row["math_attention_speedup"] = round(row["ms_step_new_bf16"] / row["ms_step_new_bf16_math"], 2)
         report["data"][name] = row
         print(name, json.dumps(row), flush=True)
     if a.json:

@@ -176,6 +176,21 @@ def training_arguments(cfg: FDDConfig, output_dir: Path, steps: int, *, device: 
 
 
 @contextmanager
+def training_attention(device: str) -> Iterator[None]:
+    """PyTorch's math attention (SDPA) while training on the CPU: its backward is plain autograd, about 3x faster
+    than the CPU flash kernel's at the tiny student's shapes (head dim 32, rows of ~170 tokens under a packing
+    mask), where that kernel's backward took 38% of a step (bench/bench_train_step.py). Other devices keep their
+    kernels. The setting is process-wide while it lasts (torch keeps it so)."""
+    if device != "cpu":
+        yield
+        return
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel(SDPBackend.MATH):
+        yield
+
+
+@contextmanager
 def _scratch_dir(out_dir: Path) -> Iterator[Path]:
     """The Trainer wants an output_dir; with save_strategy="no" it stays empty and is removed at the end."""
     scratch = Path(tempfile.mkdtemp(dir=out_dir, prefix=".trainer-"))
@@ -280,7 +295,7 @@ def train_student(
         args = training_arguments(cfg, scratch, steps, device=device, precision=precision)
         trainer = build_trainer(model, tokenizer, rows, args, seq2seq=seq2seq, packing=packs_on(cfg.training.packing, device),
                                 progress=_with_loss(tracker, progress, train_log), train_log=train_log)
-        with quiet_transformers():
+        with quiet_transformers(), training_attention(device):
             output = trainer.train()
             if not trainer.is_world_process_zero():
                 return None  # another data-parallel worker: rank 0 alone writes the model, logs and MANIFEST
