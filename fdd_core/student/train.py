@@ -176,12 +176,14 @@ def training_arguments(cfg: FDDConfig, output_dir: Path, steps: int, *, device: 
 
 
 @contextmanager
-def training_attention(device: str) -> Iterator[None]:
-    """PyTorch's math attention (SDPA) while training on the CPU: its backward is plain autograd, about 3x faster
-    than the CPU flash kernel's at the tiny student's shapes (head dim 32, rows of ~170 tokens under a packing
-    mask), where that kernel's backward took 38% of a step (bench/bench_train_step.py). Other devices keep their
-    kernels. The setting is process-wide while it lasts (torch keeps it so)."""
-    if device != "cpu":
+def training_attention(device: str, model: str = "from_config") -> Iterator[None]:
+    """PyTorch's math attention (SDPA) while the tiny from_config student trains on the CPU: its backward is plain
+    autograd, about 3x faster than the CPU flash kernel's at that student's shapes (head dim 32, rows of ~170 tokens
+    under a packing mask), where that kernel's backward took 38% of a step (bench/bench_train_step.py). A pretrained
+    student (`model` names it) and other devices keep their kernels: math attention keeps every layer's attention
+    weights for the backward (batch x heads x length^2), unmeasured at their sizes. The setting is process-wide while
+    it lasts (torch keeps it so)."""
+    if device != "cpu" or model != "from_config":
         yield
         return
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -295,7 +297,7 @@ def train_student(
         args = training_arguments(cfg, scratch, steps, device=device, precision=precision)
         trainer = build_trainer(model, tokenizer, rows, args, seq2seq=seq2seq, packing=packs_on(cfg.training.packing, device),
                                 progress=_with_loss(tracker, progress, train_log), train_log=train_log)
-        with quiet_transformers(), training_attention(device):
+        with quiet_transformers(), training_attention(device, cfg.student.model):
             output = trainer.train()
             if not trainer.is_world_process_zero():
                 return None  # another data-parallel worker: rank 0 alone writes the model, logs and MANIFEST
