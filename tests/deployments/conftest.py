@@ -9,46 +9,24 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import psutil
 import pytest
 
+from tests.prefect_api import api_json, free_port, healthy, tail
 from tests.processes import stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PREFECT = shutil.which("prefect", path=str(BIN)) or "prefect"
 FDD = shutil.which("fdd", path=str(BIN)) or "fdd"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tail(path: Path, n: int = 3000) -> str:
-    return f"--- {path.name} ---\n" + (path.read_text(errors="replace")[-n:] if path.exists() else "(no log)")
-
-
-def api_json(url: str, body: dict | None = None):
-    """GET (or POST `body`) and decode JSON; an HTTP error is raised as urllib's HTTPError."""
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        raw = r.read()
-        return json.loads(raw) if raw else None
 
 
 class Processes:
@@ -150,15 +128,12 @@ def start_server(procs: Processes, root: Path, backend: str, db_url: str | None 
     proc = procs.start(root / "server.log", [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                        server_env, root)
 
-    def healthy():
+    def up():
         if proc.poll() is not None:
             pytest.fail(f"prefect server start exited with {proc.returncode}:\n{tail(root / 'server.log')}")
-        try:
-            return api_json(f"{api}/health") is True
-        except (OSError, ValueError):
-            return False
+        return healthy(f"{api}/health")
 
-    wait_for(f"{backend} server /api/health", healthy, 180, procs)
+    wait_for(f"{backend} server /api/health", up, 180, procs)
     env = base | {"PREFECT_HOME": str(root / "client-home"), "PREFECT_API_URL": api}
     return Server(backend, api, env, root, procs)
 

@@ -25,7 +25,9 @@ import yaml
 
 from fdd_core.teacher.response_store import ResponseStore
 
-from .conftest import FDD, PREFECT, REPO, Processes, Server, api_json, copy_repo, free_port, start_server, wait_for
+from tests.prefect_api import free_port, healthy
+
+from .conftest import FDD, PREFECT, REPO, Processes, Server, copy_repo, start_server, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.robustness]
 
@@ -119,7 +121,7 @@ def test_gpu_stages_run_on_the_gpu_pool_and_survive_a_killed_gpu_worker(tmp_path
         procs.start(tmp_path / "teacher.log", [FDD, "teacher", "serve", "--host", "127.0.0.1", "--port", str(port),
                                                "--log", str(served)], server.env, REPO)
         api_base = f"http://127.0.0.1:{port}/v1"
-        wait_for("the teacher server", lambda: _healthy(f"http://127.0.0.1:{port}/health"), 60, procs)
+        wait_for("the teacher server", lambda: healthy(f"http://127.0.0.1:{port}/health"), 60, procs)
 
         shared = {"FDD_REPO": str(repo), "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(tmp_path / "prefect-results"),
                   "PREFECT_WORKER_QUERY_SECONDS": "2", "OMP_NUM_THREADS": "1"}
@@ -217,9 +219,3 @@ def test_gpu_stages_run_on_the_gpu_pool_and_survive_a_killed_gpu_worker(tmp_path
     finally:
         procs.stop_all()
 
-
-def _healthy(url: str) -> bool:
-    try:
-        return bool(api_json(url))
-    except (OSError, ValueError):
-        return False

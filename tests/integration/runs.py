@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import select
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -39,12 +38,6 @@ def last_error(done: subprocess.CompletedProcess) -> str:
     """The `error:` line `fdd` ends with (user_errors), or '' when there is none."""
     lines = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
     return lines[-1] if lines else ""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve(log: Path, port: int, *flags: str) -> subprocess.Popen:

@@ -6,8 +6,10 @@ import json
 
 import pytest
 
+from tests.prefect_api import free_port
+
 from .conftest import read_log
-from .runs import fdd, free_port, last_error, serve, small_run, stop
+from .runs import fdd, last_error, serve, small_run, stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.robustness]
 
